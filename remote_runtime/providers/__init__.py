@@ -1,0 +1,52 @@
+"""Providers turn a profile into an SSH endpoint.
+
+A provider is a context manager: `prepare()` does whatever the target needs
+before SSH (start a VM, push a key, read its host keys) and returns an
+`Endpoint`; `close()` undoes what the profile asks to undo on exit (stop the
+VM). Only `providers.gce` imports Google's libraries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+# A progress callback: one short human line at a time ("starting instance ...").
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Everything `ssh.connect` needs to reach one host.
+
+    `host` is what the user named (an alias from ~/.ssh/config is resolved by
+    `ssh`); `None` fields fall back to ~/.ssh/config, then to defaults.
+    """
+
+    host: str
+    port: int | None = None
+    user: str | None = None
+    identity_file: Path | None = None
+    known_hosts: Path | None = None
+    proxy_jump: str | None = None
+    proxy_command: str | None = None
+    # Name host keys are checked and recorded under (OpenSSH's HostKeyAlias),
+    # e.g. "compute.1234567890" for a GCE instance, as gcloud does.
+    host_key_alias: str | None = None
+    # Host keys the provider knows out of band (GCE guest attributes), as
+    # (key type, base64) pairs; when set, the server key must be one of them.
+    trusted_host_keys: tuple[tuple[str, str], ...] = ()
+    # How long to keep retrying authentication (a key just pushed to a VM can
+    # take up to a minute to be accepted); 0 means fail on the first refusal.
+    auth_retry_seconds: float = 0.0
+    # Extra text for `list` and messages, e.g. "gce my-project/us-central1-a/vm".
+    description: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Provider(Protocol):
+    def prepare(self, progress: Progress) -> Endpoint: ...
+
+    def close(self, progress: Progress) -> None: ...
