@@ -197,6 +197,8 @@ class Sshd:
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=log,
+                    # Own session: a terminal's Ctrl-C must not kill it before our teardown.
+                    start_new_session=True,
                 )
             if _wait_ready(proc, host, port):
                 self._proc, self.port = proc, port
