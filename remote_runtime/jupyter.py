@@ -39,6 +39,9 @@ def server_config() -> dict[str, Any]:
             "port_retries": 0,
             "open_browser": False,
             "tornado_settings": {"headers": dict(EXTRA_HEADERS)},
+            # Load the extension even where `serverextension enable` was never run
+            # (an existing stack that has the package installed).
+            "nbserver_extensions": {EXTENSION: True},
             # The kernel-side "disconnect" of Colab is a page reload; keep kernels.
             "shutdown_no_activity_timeout": 0,
         }

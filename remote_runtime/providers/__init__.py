@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..profiles import Profile
 
 # A progress callback: one short human line at a time ("starting instance ...").
 Progress = Callable[[str], None]
@@ -50,3 +53,14 @@ class Provider(Protocol):
     def prepare(self, progress: Progress) -> Endpoint: ...
 
     def close(self, progress: Progress) -> None: ...
+
+
+def for_profile(profile: Profile) -> Provider:
+    """The provider for a profile's kind (GCE imports Google's libraries lazily)."""
+    if profile.gce is not None:
+        from .gce import GceProvider
+
+        return GceProvider(profile)
+    from .ssh import SSHProvider
+
+    return SSHProvider(profile)

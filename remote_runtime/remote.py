@@ -1,0 +1,280 @@
+"""The remote side: make sure a Colab-capable Jupyter exists, start and stop it.
+
+Everything runs through `agent.py`, sent as the argument of `python3 -c` so the
+host needs nothing installed beforehand. Every profile value that reaches the
+remote shell is quoted (`ssh.quote`); the token travels on the agent's stdin,
+never on a command line.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import shlex
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import jupyter
+from .errors import PortInUseError, RemoteSetupError, SSHError
+from .profiles import JupyterSettings
+from .providers import Progress
+from .ssh import RemoteProcess, Session, quote
+
+PROBE_TIMEOUT = 90.0
+INSTALL_TIMEOUT = 900.0
+
+
+@functools.cache
+def _agent_blob() -> str:
+    source = (Path(__file__).with_name("agent.py")).read_bytes()
+    return base64.b64encode(zlib.compress(source, 9)).decode()
+
+
+def agent_command(python: str, *args: str) -> str:
+    """The shell command running the agent with `python` on the remote.
+
+    Every piece is quoted, so a hostile `python` or argument cannot inject
+    shell syntax.
+    """
+    bootstrap = (
+        "import base64,sys,zlib;"
+        "exec(compile(zlib.decompress(base64.b64decode(sys.argv.pop(1))),'rr-agent','exec'))"
+    )
+    parts = [quote(python), "-c", quote(bootstrap), _agent_blob(), *(quote(a) for a in args)]
+    return " ".join(parts)
+
+
+@dataclass
+class Probe:
+    python: str
+    version: tuple[int, int]
+    uid: int
+    user: str
+    home: str
+    base: str
+    candidates: list[dict[str, Any]]
+    managed: str | None
+    free_ports: list[int]
+
+    @property
+    def is_root(self) -> bool:
+        return self.uid == 0
+
+
+@dataclass
+class ServerHandle:
+    """A server started under the agent's monitor; `process` holds its lease."""
+
+    run_id: str
+    port: int
+    server_pid: int
+    monitor_pid: int
+    log_path: str
+    jupyter: list[str]
+    process: RemoteProcess | None = field(default=None, repr=False)
+
+
+def _json_line(text: str, what: str) -> dict[str, Any]:
+    for line in reversed(text.strip().splitlines()):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    raise RemoteSetupError(f"unexpected answer from the remote agent during {what}",
+                           details=text.strip()[-800:] or None)
+
+
+class RemoteHost:
+    """The Jupyter side of one SSH session."""
+
+    def __init__(self, session: Session, settings: JupyterSettings):
+        self.session = session
+        self.settings = settings
+
+    def _command_argv(self) -> list[str] | None:
+        if not self.settings.command:
+            return None
+        try:
+            argv = shlex.split(self.settings.command)
+        except ValueError as exc:
+            raise RemoteSetupError(f"jupyter.command cannot be parsed: {exc}") from None
+        return argv or None
+
+    def probe(self, ports: list[int]) -> Probe:
+        """One round trip: interpreter, user, Jupyter candidates, free ports."""
+        config = {
+            "bind_host": self.settings.bind_host,
+            "command": self._command_argv(),
+            "check_existing": self.settings.env != "managed",
+            "requirements": None,
+        }
+        result = self.session.run(
+            agent_command(self.settings.python, "probe", *map(str, ports)),
+            stdin=json.dumps(config) + "\n",
+            timeout=PROBE_TIMEOUT,
+        )
+        if result.status == 127 or "not found" in result.stderr and not result.stdout:
+            raise RemoteSetupError(
+                f"no Python interpreter '{self.settings.python}' on the remote host",
+                hint="install python3 there, or set jupyter.python in the profile",
+            )
+        answer = _json_line(result.stdout, "probe")
+        if "error" in answer or result.status != 0:
+            raise RemoteSetupError("the remote agent failed to start",
+                                   details=(result.stderr or result.stdout)[-800:])
+        version = answer["version"]
+        return Probe(
+            python=answer["python"],
+            version=(int(version[0]), int(version[1])),
+            uid=int(answer["uid"]),
+            user=str(answer["user"]),
+            home=str(answer["home"]),
+            base=str(answer["base"]),
+            candidates=list(answer["candidates"]),
+            managed=answer.get("managed"),
+            free_ports=[int(p) for p in answer["free_ports"]],
+        )
+
+    def ensure_stack(self, probe: Probe, progress: Progress) -> list[str]:
+        """The jupyter argv to run, per `jupyter.env` (auto | existing | managed)."""
+        mode = self.settings.env
+        working = [c for c in probe.candidates if c.get("ok")]
+        if mode in ("existing", "auto") and working:
+            progress(f"using the existing Jupyter at {working[0]['path']}")
+            return list(working[0]["argv"])
+        if mode == "existing":
+            reasons = "; ".join(f"{c['path']}: {c.get('reason', '?')}" for c in probe.candidates)
+            raise RemoteSetupError(
+                "no Jupyter on the remote host can load jupyter_http_over_ws "
+                f"({reasons or 'none found'})",
+                hint="use env: managed (or auto) to let remote-runtime build one, or install "
+                "'" + "' '".join(jupyter.STACK_REQUIREMENTS) + "' there",
+            )
+        return self._ensure_managed(probe, progress)
+
+    def _ensure_managed(self, probe: Probe, progress: Progress) -> list[str]:
+        requirements = jupyter.requirements(probe.version)
+        progress("preparing the managed Jupyter environment on the remote host"
+                 + (" (first run: installing packages)" if probe.managed is None else ""))
+        process = self.session.start(agent_command(self.settings.python, "ensure-managed"))
+        try:
+            process.write_line(json.dumps({"requirements": requirements}))
+            while True:
+                line = process.read_line(timeout=INSTALL_TIMEOUT)
+                if line is None:
+                    raise RemoteSetupError("the managed environment build stopped unexpectedly",
+                                           details=process.read_stderr()[-800:] or None)
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    continue
+                if "progress" in message:
+                    progress(str(message["progress"]))
+                elif "error" in message:
+                    raise RemoteSetupError(
+                        f"building the managed Jupyter environment failed: {message['error']}",
+                        hint="the remote host needs python3-venv and access to a package "
+                        "index (pip honours https_proxy)",
+                        details=str(message.get("log", ""))[-1500:] or None,
+                    )
+                elif message.get("ok"):
+                    return [str(message["jupyter"])]
+        finally:
+            process.close()
+
+    def start_server(
+        self,
+        *,
+        run_id: str,
+        port: int,
+        token: str,
+        jupyter_argv: list[str],
+        allow_root: bool,
+        on_disconnect: str,
+    ) -> ServerHandle:
+        """Start the server under the agent's monitor; the returned handle's
+        process must be kept open (it renews the lease) and stopped with `stop`."""
+        argv = jupyter.server_argv(
+            jupyter_argv,
+            port=port,
+            bind_host=self.settings.bind_host,
+            config_file="{config_file}",
+            notebook_dir="{notebook_dir}",  # "~" is expanded by the agent, on the remote
+            allow_root=allow_root,
+        )
+        config = {
+            "run_id": run_id,
+            "port": port,
+            "bind_host": self.settings.bind_host,
+            "token": token,
+            "argv": argv,
+            "workdir": self.settings.workdir,
+            "server_config": jupyter.server_config_json(),
+            "lease_seconds": self.settings.lease_seconds,
+            "on_disconnect": on_disconnect,
+        }
+        process = self.session.start(agent_command(self.settings.python, "start"))
+        process.write_line(json.dumps(config))
+        line = process.read_line(timeout=60)
+        if line is None:
+            process.close()
+            raise RemoteSetupError("the remote agent exited before starting Jupyter",
+                                   details=process.read_stderr()[-800:] or None)
+        answer = _json_line(line, "start")
+        if answer.get("error") == "port_in_use":
+            process.close()
+            raise PortInUseError(f"port {port} is already in use on the remote host")
+        if not answer.get("ok"):
+            process.close()
+            raise RemoteSetupError(f"starting Jupyter failed: {answer.get('error', answer)}")
+        return ServerHandle(
+            run_id=run_id,
+            port=port,
+            server_pid=int(answer["server_pid"]),
+            monitor_pid=int(answer["monitor_pid"]),
+            log_path=str(answer["log"]),
+            jupyter=jupyter_argv,
+            process=process,
+        )
+
+    def stop(self, handle: ServerHandle) -> str:
+        """Stop the server and its kernels and wait; returns the monitor's reason."""
+        if handle.process is not None and not handle.process.closed:
+            try:
+                handle.process.write_line("stop")
+                line = handle.process.read_line(timeout=40)
+                if line:
+                    answer = _json_line(line, "stop")
+                    if answer.get("stopped"):
+                        return str(answer.get("reason") or "stopped")
+            except (SSHError, RemoteSetupError):
+                pass  # fall through to a separate stop command
+            finally:
+                handle.process.close()
+        result = self.session.run(agent_command(self.settings.python, "stop", handle.run_id),
+                                  timeout=60)
+        answer = _json_line(result.stdout, "stop")
+        if answer.get("stopped"):
+            return str(answer.get("reason") or "already stopped")
+        raise RemoteSetupError(f"could not stop the remote server: {answer.get('error')}")
+
+    def status(self, run_id: str) -> dict[str, Any]:
+        result = self.session.run(agent_command(self.settings.python, "status", run_id),
+                                  timeout=30)
+        return _json_line(result.stdout, "status")
+
+    def log_tail(self, run_id: str, lines: int = 30) -> str:
+        """The last lines of the server log (for error messages and `logs`)."""
+        try:
+            result = self.session.run(
+                f"RR_LINES={int(lines)} " + agent_command(self.settings.python, "logs", run_id),
+                timeout=30,
+            )
+        except SSHError:
+            return ""
+        return result.stdout.strip()

@@ -1,0 +1,297 @@
+"""The orchestration of `up`: provider, ssh, remote, forwarder, health, state.
+
+Data flows one way: profile -> endpoint -> SSH session -> remote server
+(port, token) -> local forwarder on the same port -> health report -> state
+record. `Runtime.close()` tears down in reverse order on every exit path and
+says what it did.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import health, jupyter, providers, ssh, state
+from .errors import (
+    HealthCheckError,
+    PortInUseError,
+    RemoteRuntimeError,
+    RemoteSetupError,
+    SSHError,
+    StateError,
+)
+from .forwarder import Forwarder
+from .profiles import Profile
+from .providers import Progress
+from .remote import Probe, RemoteHost, ServerHandle
+
+PORT_SEARCH = 50  # how far past the default port to look for one free on both ends
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class RuntimeInfo:
+    """What `up` produced; the CLI renders it as text or JSON."""
+
+    name: str
+    kind: str
+    target: str
+    port: int
+    token: str
+    run_id: str
+    server_pid: int
+    jupyter: str
+    health: health.HealthReport
+    notes: list[str] = field(default_factory=list)
+    since: float = field(default_factory=time.time)
+
+    @property
+    def url(self) -> str:
+        return jupyter.colab_url(self.port, self.token)
+
+    def to_dict(self, *, show_token: bool = True) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "target": self.target,
+            "url": self.url if show_token else jupyter.redact(self.url),
+            "port": self.port,
+            "token": self.token if show_token else None,
+            "run_id": self.run_id,
+            "server_pid": self.server_pid,
+            "jupyter": self.jupyter,
+            "since": self.since,
+            "pid": os.getpid(),
+            "health": self.health.to_dict(),
+            "notes": self.notes,
+        }
+
+
+class Runtime:
+    """One runtime's resources. Use as a context manager: `close()` always runs."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        *,
+        port: int | None = None,
+        timeout: float = 180.0,
+        accept_new_host_key: bool = False,
+        progress: Progress = _quiet,
+        passphrase_prompt: ssh.PassphrasePrompt | None = None,
+        on_disconnect: str = "stop",
+    ):
+        self.profile = profile
+        self.port_request = port
+        self.timeout = timeout
+        self.accept_new_host_key = accept_new_host_key
+        self.progress = progress
+        self.passphrase_prompt = passphrase_prompt
+        self.on_disconnect = on_disconnect
+        self.provider: providers.Provider | None = None
+        self.session: ssh.Session | None = None
+        self.remote: RemoteHost | None = None
+        self.forwarder: Forwarder | None = None
+        self.server: ServerHandle | None = None
+        self.info: RuntimeInfo | None = None
+        self._record_written = False
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+    # --- start ---------------------------------------------------------------
+
+    def start(self) -> RuntimeInfo:
+        profile, progress = self.profile, self.progress
+        deadline = time.monotonic() + self.timeout
+        existing = state.get(profile.name)
+        if existing is not None and existing.alive and existing.pid != os.getpid():
+            raise StateError(
+                f"runtime '{profile.name}' is already up on port {existing.port} "
+                f"(pid {existing.pid})",
+                hint=f"stop it with 'remote-runtime down {profile.name}' or Ctrl-C in its terminal",
+            )
+        self.provider = providers.for_profile(profile)
+        endpoint = self.provider.prepare(progress)
+        progress(f"connecting to {endpoint.description or endpoint.host} over SSH")
+        self.session = ssh.connect(
+            endpoint,
+            accept_new_host_key=self.accept_new_host_key,
+            passphrase_prompt=self.passphrase_prompt,
+            progress=progress,
+        )
+        self.remote = RemoteHost(self.session, profile.jupyter)
+        wanted, explicit = self._wanted_port()
+        ports = [wanted] if explicit else list(range(wanted, min(wanted + PORT_SEARCH, 65536)))
+        progress("checking the remote host")
+        probe = self.remote.probe(ports)
+        jupyter_argv = self.remote.ensure_stack(probe, progress)
+        port, notes = self._bind_forwarder(probe, wanted, explicit)
+        token = secrets.token_hex(24)
+        run_id = f"{profile.name}-{uuid.uuid4().hex[:12]}"
+        progress(f"starting Jupyter on port {port} (remote {profile.jupyter.bind_host})")
+        self.server = self.remote.start_server(
+            run_id=run_id,
+            port=port,
+            token=token,
+            jupyter_argv=jupyter_argv,
+            allow_root=probe.is_root,
+            on_disconnect=self.on_disconnect,
+        )
+        progress("checking the runtime through the tunnel, as Colab will")
+        report = health.wait_healthy(
+            port, token, deadline=max(deadline, time.monotonic() + 15),
+            should_stop=lambda: self.server is None or (
+                self.server.process is not None and self.server.process.closed),
+        )
+        if not report.ok:
+            failure = report.first_failure
+            assert failure is not None
+            raise HealthCheckError(
+                f"the runtime did not pass the '{failure.name}' check: {failure.detail}",
+                details=self._log_tail_for_errors(),
+                hint="the remote server log is above; --timeout gives a slow host more time",
+            )
+        self.info = RuntimeInfo(
+            name=profile.name,
+            kind=profile.kind,
+            target=endpoint.description or profile.target,
+            port=port,
+            token=token,
+            run_id=run_id,
+            server_pid=self.server.server_pid,
+            jupyter=" ".join(jupyter_argv),
+            health=report,
+            notes=notes,
+        )
+        state.claim(state.Record(
+            name=profile.name, kind=profile.kind, pid=os.getpid(), port=port, token=token,
+            run_id=run_id, target=self.info.target, profiles_path=str(profile.source),
+            remote_log=self.server.log_path,
+        ))
+        self._record_written = True
+        return self.info
+
+    def _wanted_port(self) -> tuple[int, bool]:
+        if self.port_request is not None:
+            return self.port_request, True
+        settings = self.profile.jupyter
+        return settings.port, settings.port_explicit
+
+    def _bind_forwarder(self, probe: Probe, wanted: int, explicit: bool) -> tuple[int, list[str]]:
+        """Bind the local listener on a port that is free on both ends (DESIGN.md fact 2)."""
+        assert self.session is not None
+        bind_host = self.profile.jupyter.bind_host
+        if explicit and wanted not in probe.free_ports:
+            raise PortInUseError(
+                f"port {wanted} is already in use on the remote host",
+                hint="choose another with --port, or stop what holds it there",
+            )
+        local_taken: list[int] = []
+        for port in probe.free_ports:
+            forwarder = Forwarder(self.session.transport, port, bind_host, port)
+            try:
+                forwarder.start()
+            except PortInUseError:
+                if explicit:
+                    raise PortInUseError(
+                        f"port {port} is already in use on this machine",
+                        hint="choose another with --port, or stop what holds it here",
+                    ) from None
+                local_taken.append(port)
+                continue
+            self.forwarder = forwarder
+            notes = []
+            if port != wanted:
+                where = "this machine" if wanted in local_taken else "the remote host"
+                notes.append(f"port {wanted} is taken on {where}; using {port}, "
+                             "free on both ends")
+                self.progress(notes[-1])
+            return port, notes
+        raise PortInUseError(
+            f"no port from {wanted} to {wanted + PORT_SEARCH - 1} is free on both ends",
+            hint="choose one with --port",
+        )
+
+    def _log_tail_for_errors(self) -> str | None:
+        if self.remote is None or self.server is None or self.session is None:
+            return None
+        if not self.session.alive:
+            return None
+        tail = self.remote.log_tail(self.server.run_id, lines=25)
+        return f"remote server log ({self.server.log_path}), last lines:\n{tail}" if tail else None
+
+    # --- while up ------------------------------------------------------------
+
+    def wait(self, stop: threading.Event, interval: float = 0.5) -> None:
+        """Block until `stop` is set; raise if the connection or the server dies."""
+        while not stop.wait(interval):
+            if self.session is None or not self.session.alive:
+                raise SSHError(
+                    f"lost the SSH connection to {self.profile.name}",
+                    hint="the remote server stops itself when its connection drops",
+                )
+            if self.server is not None and self.server.process is not None \
+                    and self.server.process.closed:
+                raise RemoteSetupError("the remote Jupyter server stopped unexpectedly",
+                                       details=self._log_tail_for_errors())
+
+    # --- teardown --------------------------------------------------------------
+
+    def close(self) -> list[str]:
+        """Tear everything down in reverse order; returns what was done."""
+        with self._close_lock:
+            if self._closed:
+                return []
+            self._closed = True
+        done: list[str] = []
+
+        def step(label: str, action: Callable[[], str | None]) -> None:
+            try:
+                result = action()
+                done.append(f"{label}{': ' + result if result else ''}")
+            except RemoteRuntimeError as exc:
+                done.append(f"{label}: failed ({exc.message})")
+            except Exception as exc:  # noqa: BLE001 - teardown must go on whatever failed
+                done.append(f"{label}: failed ({type(exc).__name__}: {exc})")
+
+        if self.server is not None and self.remote is not None and self.session is not None:
+            remote, server = self.remote, self.server
+            if self.session.alive:
+                step(f"stopped the remote Jupyter server (pid {server.server_pid}) and its kernels",
+                     lambda: remote.stop(server))
+            else:
+                done.append("SSH connection already lost: the remote server stops itself "
+                            "(it watches its connection)")
+        if self.forwarder is not None:
+            forwarder = self.forwarder
+            step(f"closed the local forwarder on port {forwarder.port}", forwarder.close)
+        if self.session is not None:
+            session = self.session
+            step("closed the SSH connection", session.close)
+        if self.provider is not None:
+            provider = self.provider
+            step_before = len(done)
+            messages: list[str] = []
+            step("cloud resources", lambda: provider.close(messages.append))
+            if messages:
+                done[step_before:] = messages
+            else:
+                del done[step_before:]
+        if self._record_written:
+            state.remove(self.profile.name, pid=os.getpid())
+        return done
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

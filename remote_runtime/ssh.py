@@ -1,0 +1,484 @@
+"""One paramiko connection: config, agent, keys, strict host keys, keepalive.
+
+`connect(endpoint)` resolves the endpoint against ~/.ssh/config (profile
+values win), opens the socket (direct, ProxyCommand or ProxyJump), checks the
+host key strictly (`hostkeys`), authenticates (agent, then key files, asking
+for a passphrase only through the given prompt) and returns a `Session` that
+runs commands. Only this module and `forwarder` import paramiko.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shlex
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO
+
+import paramiko
+
+from . import paths
+from .errors import AuthenticationError, SSHError
+from .hostkeys import HostKeyChecker
+from .providers import Endpoint, Progress
+
+# aes128-gcm first: measured fastest in paramiko (DESIGN.md fact 6).
+PREFERRED_CIPHERS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes128-ctr",
+    "aes256-ctr",
+)
+KEEPALIVE_SECONDS = 15
+CONNECT_TIMEOUT = 20.0
+DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
+
+PassphrasePrompt = Callable[[Path], str]
+
+
+@dataclass(frozen=True)
+class Target:
+    """An endpoint after ~/.ssh/config: everything needed to open the socket."""
+
+    alias: str
+    hostname: str
+    port: int
+    user: str
+    identity_files: tuple[Path, ...]
+    proxy_command: str | None
+    proxy_jump: str | None
+    host_key_name: str
+    known_hosts: tuple[Path, ...]
+    identities_only: bool = False
+    extra_known_hosts: tuple[Path, ...] = field(default_factory=tuple)
+
+
+def _load_ssh_config() -> paramiko.SSHConfig:
+    path = paths.user_ssh_config()
+    if not path.is_file():
+        return paramiko.SSHConfig()
+    try:
+        return paramiko.SSHConfig.from_path(str(path))
+    except Exception as exc:  # noqa: BLE001 - paramiko raises many types for bad config
+        raise SSHError(f"{path}: cannot parse SSH config: {exc}") from None
+
+
+def _expand_tokens(text: str, *, host: str, port: int, user: str, alias: str) -> str:
+    """OpenSSH's %h %p %r %n %% tokens in ProxyCommand."""
+    out, i = [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "%" and i + 1 < len(text):
+            nxt = text[i + 1]
+            out.append(
+                {"h": host, "p": str(port), "r": user, "n": alias, "%": "%"}.get(nxt, ch + nxt)
+            )
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+def resolve(endpoint: Endpoint) -> Target:
+    """Merge an endpoint with ~/.ssh/config; endpoint (profile) values win."""
+    cfg = _load_ssh_config().lookup(endpoint.host)
+    hostname = cfg.get("hostname", endpoint.host)
+    port = endpoint.port or int(cfg.get("port", 22))
+    user = endpoint.user or cfg.get("user") or getpass.getuser()
+    if endpoint.identity_file is not None:
+        identities: tuple[Path, ...] = (endpoint.identity_file.expanduser(),)
+    elif cfg.get("identityfile"):
+        identities = tuple(Path(os.path.expanduser(p)) for p in cfg["identityfile"])
+    else:
+        identities = tuple(paths.ssh_dir() / name for name in DEFAULT_IDENTITIES)
+    proxy_command = endpoint.proxy_command or cfg.get("proxycommand")
+    if proxy_command and proxy_command.strip().lower() == "none":
+        proxy_command = None
+    proxy_jump = None if proxy_command else (endpoint.proxy_jump or cfg.get("proxyjump"))
+    if proxy_jump and proxy_jump.strip().lower() == "none":
+        proxy_jump = None
+    if proxy_command:
+        proxy_command = _expand_tokens(
+            proxy_command, host=hostname, port=port, user=user, alias=endpoint.host
+        )
+    alias = endpoint.host_key_alias or cfg.get("hostkeyalias")
+    key_name = alias or (hostname if port == 22 else f"[{hostname}]:{port}")
+    known: list[Path] = []
+    if endpoint.known_hosts is not None:
+        known.append(endpoint.known_hosts.expanduser())
+    for item in cfg.get("userknownhostsfile", "").split():
+        known.append(Path(os.path.expanduser(item)))
+    if not known or endpoint.known_hosts is not None:
+        known.append(paths.user_known_hosts())
+    return Target(
+        alias=endpoint.host,
+        hostname=hostname,
+        port=port,
+        user=user,
+        identity_files=identities,
+        proxy_command=proxy_command,
+        proxy_jump=proxy_jump,
+        host_key_name=key_name,
+        known_hosts=tuple(dict.fromkeys(known)),
+        identities_only=cfg.get("identitiesonly", "no").lower() == "yes",
+    )
+
+
+class ProxyCommandSocket:
+    """ProxyCommand's stdin/stdout as one end of a socketpair.
+
+    The child runs in its own session (DESIGN.md fact 8): Ctrl-C in the
+    terminal must not kill it before teardown has stopped the remote server.
+    It is closed last, by `Session.close()`.
+    """
+
+    def __init__(self, command: str):
+        self.command = command
+        ours, theirs = socket.socketpair()
+        self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        try:
+            self.process = subprocess.Popen(
+                ["/bin/sh", "-c", f"exec {command}"],
+                stdin=theirs,
+                stdout=theirs,
+                stderr=self._stderr,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            ours.close()
+            raise SSHError(f"cannot run ProxyCommand {command!r}: {exc}") from None
+        finally:
+            theirs.close()
+        self.sock = ours
+
+    def stderr_tail(self, limit: int = 400) -> str:
+        try:
+            self._stderr.seek(0)
+            return self._stderr.read().decode(errors="replace").strip()[-limit:]
+        except (OSError, ValueError):
+            return ""
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        finally:
+            if self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait(timeout=3)
+            self._stderr.close()
+
+
+@dataclass
+class CommandResult:
+    status: int
+    stdout: str
+    stderr: str
+
+
+class RemoteProcess:
+    """A long-running remote command with line-based stdin/stdout."""
+
+    def __init__(self, channel: paramiko.Channel):
+        self._channel = channel
+        self._file = channel.makefile("rb")
+        self._lock = threading.Lock()
+
+    def write_line(self, line: str) -> None:
+        """Send one line to the process's stdin; raises SSHError if the channel is gone."""
+        with self._lock:
+            try:
+                self._channel.sendall((line + "\n").encode())
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                raise SSHError(f"lost the remote process: {exc}") from None
+
+    def read_line(self, timeout: float) -> str | None:
+        """One line of stdout without its newline; None at end of output."""
+        self._channel.settimeout(timeout)
+        try:
+            raw = self._file.readline()
+        except TimeoutError:
+            raise SSHError(f"no answer from the remote process within {timeout:.0f}s") from None
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise SSHError(f"lost the remote process: {exc}") from None
+        if not raw:
+            return None
+        return bytes(raw).decode(errors="replace").rstrip("\n")
+
+    @property
+    def closed(self) -> bool:
+        return self._channel.closed or self._channel.exit_status_ready()
+
+    def read_stderr(self) -> str:
+        chunks = []
+        while self._channel.recv_stderr_ready():
+            chunks.append(self._channel.recv_stderr(65536))
+        return b"".join(chunks).decode(errors="replace")
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+class Session:
+    """An authenticated SSH connection. Close it to release everything."""
+
+    def __init__(
+        self,
+        transport: paramiko.Transport,
+        target: Target,
+        closers: list[Callable[[], None]],
+    ):
+        self.transport = transport
+        self.target = target
+        self._closers = closers
+
+    @property
+    def alive(self) -> bool:
+        return self.transport.is_active()
+
+    def run(self, command: str, *, stdin: str | None = None, timeout: float = 60.0) -> CommandResult:
+        """Run `command` through the remote user's shell and wait for it.
+
+        `command` must already be quoted (shlex.quote every value). Raises
+        SSHError when the connection fails or the command outlives `timeout`.
+        """
+        try:
+            channel = self.transport.open_session(timeout=timeout)
+            channel.settimeout(timeout)
+            channel.exec_command(command)
+            if stdin is not None:
+                channel.sendall(stdin.encode())
+            channel.shutdown_write()
+            out, err = bytearray(), bytearray()
+            deadline = time.monotonic() + timeout
+            while not (channel.exit_status_ready() and not channel.recv_ready()
+                       and not channel.recv_stderr_ready()):
+                if time.monotonic() > deadline:
+                    channel.close()
+                    raise SSHError(f"remote command timed out after {timeout:.0f}s")
+                if channel.recv_ready():
+                    out += channel.recv(65536)
+                elif channel.recv_stderr_ready():
+                    err += channel.recv_stderr(65536)
+                else:
+                    time.sleep(0.01)
+            status = channel.recv_exit_status()
+            channel.close()
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise SSHError(f"lost the SSH connection to {self.target.alias}: {exc}") from None
+        return CommandResult(status, out.decode(errors="replace"), err.decode(errors="replace"))
+
+    def start(self, command: str) -> RemoteProcess:
+        """Start a long-running command whose stdin/stdout stay open."""
+        try:
+            channel = self.transport.open_session(timeout=30)
+            channel.exec_command(command)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise SSHError(f"lost the SSH connection to {self.target.alias}: {exc}") from None
+        return RemoteProcess(channel)
+
+    def close(self) -> None:
+        """Close the transport, then any jump host and ProxyCommand (last)."""
+        try:
+            self.transport.close()
+        finally:
+            for closer in reversed(self._closers):
+                try:
+                    closer()
+                except Exception:  # noqa: BLE001, S110 - best effort on teardown
+                    pass
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _load_key(path: Path, prompt: PassphrasePrompt | None) -> paramiko.PKey | None:
+    if not path.is_file():
+        return None
+    try:
+        return paramiko.PKey.from_path(str(path))
+    except paramiko.PasswordRequiredException:
+        if prompt is None:
+            raise AuthenticationError(
+                f"key {path} is encrypted and there is no terminal to ask for its passphrase",
+                hint=f"add it to ssh-agent (ssh-add {path}) or run from a terminal",
+            ) from None
+        for _ in range(3):
+            passphrase = prompt(path)
+            try:
+                return paramiko.PKey.from_path(str(path), passphrase)
+            except paramiko.SSHException:
+                continue
+        raise AuthenticationError(f"wrong passphrase for {path}") from None
+    except (paramiko.SSHException, OSError, ValueError) as exc:
+        raise AuthenticationError(f"cannot load key {path}: {exc}") from None
+
+
+def _authenticate(
+    transport: paramiko.Transport, target: Target, prompt: PassphrasePrompt | None
+) -> None:
+    tried: list[str] = []
+    keys: list[tuple[str, paramiko.PKey]] = []
+    if not target.identities_only:
+        try:
+            keys.extend(("agent key", k) for k in paramiko.Agent().get_keys())
+        except paramiko.SSHException:
+            pass
+    for path in target.identity_files:
+        key = _load_key(path, prompt)
+        if key is not None:
+            keys.append((str(path), key))
+    for label, key in keys:
+        try:
+            transport.auth_publickey(target.user, key)
+        except paramiko.AuthenticationException:
+            tried.append(label)
+            continue
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SSHError(f"SSH connection to {target.alias} failed during login: {exc}") from None
+        if transport.is_authenticated():
+            return
+    what = ", ".join(tried) if tried else "no key found"
+    raise AuthenticationError(
+        f"{target.user}@{target.hostname} refused every key ({what})",
+        hint="check ssh.user and ssh.identity_file in the profile, or load the key into ssh-agent",
+    )
+
+
+def _open_socket(
+    target: Target,
+    accept_new_host_key: bool,
+    prompt: PassphrasePrompt | None,
+    closers: list[Callable[[], None]],
+) -> tuple[socket.socket | paramiko.Channel, Callable[[], str]]:
+    """The byte stream to the SSH server, and a function describing proxy errors."""
+    if target.proxy_command:
+        proxy = ProxyCommandSocket(target.proxy_command)
+        closers.append(proxy.close)
+        return proxy.sock, proxy.stderr_tail
+    if target.proxy_jump:
+        first, _, rest = target.proxy_jump.partition(",")
+        user, _, hostport = first.rpartition("@")
+        host, _, port = hostport.partition(":")
+        jump_endpoint = Endpoint(
+            host=host, port=int(port) if port.isdigit() else None, user=user or None,
+            proxy_jump=rest or None,
+        )
+        jump = connect(jump_endpoint, accept_new_host_key=accept_new_host_key,
+                       passphrase_prompt=prompt)
+        closers.append(jump.close)
+        try:
+            channel = jump.transport.open_channel(
+                "direct-tcpip", (target.hostname, target.port), ("127.0.0.1", 0),
+                timeout=CONNECT_TIMEOUT,
+            )
+        except (paramiko.SSHException, OSError) as exc:
+            raise SSHError(
+                f"jump host {first} could not reach {target.hostname}:{target.port}: {exc}"
+            ) from None
+        return channel, lambda: ""
+    try:
+        sock = socket.create_connection((target.hostname, target.port), timeout=CONNECT_TIMEOUT)
+    except OSError as exc:
+        raise SSHError(
+            f"cannot reach {target.hostname}:{target.port}: {exc.strerror or exc}"
+        ) from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock, lambda: ""
+
+
+def _handshake(
+    target: Target,
+    endpoint: Endpoint,
+    accept_new_host_key: bool,
+    prompt: PassphrasePrompt | None,
+) -> Session:
+    closers: list[Callable[[], None]] = []
+    try:
+        sock, proxy_errors = _open_socket(target, accept_new_host_key, prompt, closers)
+        checker = HostKeyChecker(target.host_key_name, target.known_hosts,
+                                 trusted=endpoint.trusted_host_keys)
+        transport = paramiko.Transport(sock)
+        closers.insert(0, transport.close)
+        options = transport.get_security_options()
+        options.ciphers = tuple(c for c in PREFERRED_CIPHERS if c in options.ciphers) + tuple(
+            c for c in options.ciphers if c not in PREFERRED_CIPHERS
+        )
+        options.key_types = checker.preferred_key_types(options.key_types)
+        try:
+            transport.start_client(timeout=CONNECT_TIMEOUT)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            detail = proxy_errors()
+            raise SSHError(
+                f"SSH handshake with {target.alias} failed: {exc or type(exc).__name__}"
+                + (f" (ProxyCommand said: {detail})" if detail else "")
+            ) from None
+        checker.verify(transport.get_remote_server_key(), accept_new=accept_new_host_key)
+        _authenticate(transport, target, prompt)
+        transport.set_keepalive(KEEPALIVE_SECONDS)
+        closers.remove(transport.close)
+        return Session(transport, target, closers)
+    except BaseException:
+        for closer in reversed(closers):
+            try:
+                closer()
+            except Exception:  # noqa: BLE001, S110 - already failing; keep the first error
+                pass
+        raise
+
+
+def connect(
+    endpoint: Endpoint,
+    *,
+    accept_new_host_key: bool = False,
+    passphrase_prompt: PassphrasePrompt | None = None,
+    progress: Progress | None = None,
+) -> Session:
+    """Open an authenticated, host-key-checked SSH session to `endpoint`.
+
+    Unknown host keys are refused unless `accept_new_host_key` (then recorded,
+    like OpenSSH's accept-new); a changed key is always refused. When the
+    endpoint asks for it (`auth_retry_seconds`, a key just pushed to a VM),
+    refused authentication is retried until that deadline.
+
+    Raises HostKeyError, AuthenticationError or SSHError with one-line reasons.
+    """
+    target = resolve(endpoint)
+    deadline = time.monotonic() + endpoint.auth_retry_seconds
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return _handshake(target, endpoint, accept_new_host_key, passphrase_prompt)
+        except AuthenticationError:
+            if time.monotonic() >= deadline:
+                raise
+        except SSHError as exc:
+            # A VM that just booted may not run sshd yet: retry within the deadline too.
+            if time.monotonic() >= deadline or "host key" in exc.message:
+                raise
+        if progress is not None and attempt == 1:
+            progress(f"waiting for {target.alias} to accept the SSH key")
+        time.sleep(min(5.0, max(0.5, deadline - time.monotonic())))
+        # After the first accepted host key, do not keep asking to accept again.
+        endpoint = replace(endpoint)
+
+
+def quote(value: str) -> str:
+    """Quote one value for the remote POSIX shell."""
+    return shlex.quote(value)

@@ -1,0 +1,180 @@
+"""Records of running runtimes, shared by every process of the user.
+
+One JSON file per runtime under the state dir, versioned, written atomically
+(temp file + rename) under a lock, mode 0600 (a record holds the token).
+A record whose owning process is gone is reported as stale, never trusted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import paths
+from .errors import StateError
+
+VERSION = 1
+
+
+@dataclass
+class Record:
+    name: str
+    kind: str
+    pid: int  # the local process that owns the tunnel (foreground `up` or supervisor)
+    port: int
+    token: str
+    run_id: str
+    target: str
+    since: float = field(default_factory=time.time)
+    profiles_path: str = ""
+    detached: bool = False
+    log_path: str = ""  # the supervisor's log, for detached runtimes
+    remote_log: str = ""
+    reconnects: int = 0
+    version: int = VERSION
+
+    @property
+    def url(self) -> str:
+        from .jupyter import colab_url
+
+        return colab_url(self.port, self.token)
+
+    @property
+    def alive(self) -> bool:
+        return pid_alive(self.pid)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead for our purposes
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _dir() -> Path:
+    return paths.ensure_private_dir(paths.state_dir() / "runtimes")
+
+
+@contextlib.contextmanager
+def locked() -> Iterator[None]:
+    """Serialize state changes across processes."""
+    lock_path = _dir() / ".lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _path(name: str) -> Path:
+    return _dir() / f"{name}.json"
+
+
+def write(record: Record) -> None:
+    path = _path(record.name)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    data = json.dumps(record.to_dict(), indent=1, sort_keys=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+def claim(record: Record) -> None:
+    """Write a new record unless a live runtime already holds that name."""
+    with locked():
+        existing = _read(_path(record.name))
+        if isinstance(existing, Record) and existing.alive and existing.pid != record.pid:
+            raise StateError(
+                f"runtime '{record.name}' is already up (pid {existing.pid}, port {existing.port})",
+                hint=f"use it, or stop it with 'remote-runtime down {record.name}'",
+            )
+        write(record)
+
+
+def update(name: str, **changes: Any) -> None:
+    with locked():
+        record = _read(_path(name))
+        if isinstance(record, Record):
+            for key, value in changes.items():
+                setattr(record, key, value)
+            write(record)
+
+
+def remove(name: str, *, pid: int | None = None) -> None:
+    """Delete a record (only if still owned by `pid`, when given)."""
+    with locked():
+        path = _path(name)
+        record = _read(path)
+        if pid is not None and isinstance(record, Record) and record.pid != pid:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _read(path: Path) -> Record | str | None:
+    """A record, a problem description, or None if there is no file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        return f"{path}: unreadable state record ({exc})"
+    if not isinstance(data, dict) or data.get("version") != VERSION:
+        return f"{path}: state record of an unknown version"
+    try:
+        return Record(**data)
+    except TypeError as exc:
+        return f"{path}: malformed state record ({exc})"
+
+
+def get(name: str) -> Record | None:
+    record = _read(_path(name))
+    if isinstance(record, str):
+        raise StateError(record, hint=f"remove it with 'remote-runtime down {name}'")
+    return record
+
+
+def read_all() -> tuple[dict[str, Record], list[str]]:
+    """Every record by name, and a line per unreadable file (never fatal)."""
+    records: dict[str, Record] = {}
+    problems: list[str] = []
+    for path in sorted(_dir().glob("*.json")):
+        record = _read(path)
+        if isinstance(record, Record):
+            records[record.name] = record
+        elif isinstance(record, str):
+            problems.append(record)
+    return records, problems
+
+
+def discard_corrupt(name: str) -> bool:
+    """Remove an unreadable record file; True if there was one."""
+    path = _path(name)
+    with locked():
+        if isinstance(_read(path), str):
+            path.unlink()
+            return True
+    return False
