@@ -1,0 +1,92 @@
+"""A local venv with the Colab-compatible Jupyter stack, built once and cached.
+
+Tests that need a real classic Jupyter with `jupyter_http_over_ws` call
+`stack_venv()`. The venv lives under `$REMOTE_RUNTIME_TEST_CACHE` (or
+`~/.cache/remote-runtime-tests`) so repeated runs reuse it; a stamp file is
+written only after a complete build, and a file lock keeps concurrent builders
+(pytest-xdist workers, parallel sessions) from racing each other.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+from remote_runtime import jupyter
+
+BUILD_TIMEOUT = 600.0
+
+
+def cache_root() -> Path:
+    env = os.environ.get("REMOTE_RUNTIME_TEST_CACHE")
+    if env:
+        return Path(env)
+    return Path.home() / ".cache" / "remote-runtime-tests"
+
+
+def _stamp_text(python_version: tuple[int, int]) -> str:
+    reqs = jupyter.requirements(python_version)
+    return f"stack={jupyter.STACK_VERSION} python={sys.executable} reqs={' '.join(reqs)}\n"
+
+
+def venv_bin(venv_dir: Path, name: str) -> Path:
+    return venv_dir / "bin" / name
+
+
+def stack_venv() -> Path:
+    """Return the path of a venv holding the compatible stack, building it if needed."""
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    python_version = jupyter.local_python_version()
+    stamp_text = _stamp_text(python_version)
+    # The stack key keeps a venv for another interpreter or requirement set apart.
+    key = hashlib.sha256(stamp_text.encode()).hexdigest()[:10]
+    venv_dir = root / f"stack-venv-{key}"
+    stamp = venv_dir / ".remote-runtime-stamp"
+    if _stamp_ok(stamp, stamp_text):
+        return venv_dir
+    with (root / f".stack-venv-{key}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if _stamp_ok(stamp, stamp_text):  # another builder finished first
+                return venv_dir
+            _build(venv_dir, python_version)
+            stamp.write_text(stamp_text)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return venv_dir
+
+
+def _stamp_ok(stamp: Path, text: str) -> bool:
+    try:
+        return stamp.read_text() == text
+    except OSError:
+        return False
+
+
+def _build(venv_dir: Path, python_version: tuple[int, int]) -> None:
+    if venv_dir.exists():  # a half-built leftover from an interrupted run
+        shutil.rmtree(venv_dir)
+    venv.EnvBuilder(with_pip=True, clear=True).create(venv_dir)
+    pip = [str(venv_bin(venv_dir, "python")), "-m", "pip", "--disable-pip-version-check"]
+    _run([*pip, "install", "--quiet", *jupyter.requirements(python_version)])
+    enable = ["serverextension", "enable", "--py", jupyter.EXTENSION, "--sys-prefix"]
+    _run([str(venv_bin(venv_dir, "jupyter")), *enable])
+
+
+def _run(argv: list[str]) -> None:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
+
+
+if __name__ == "__main__":
+    print(stack_venv())
