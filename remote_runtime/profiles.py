@@ -54,6 +54,9 @@ class GCESettings:
     proxy_command: str | None = None
     api_endpoint: str | None = None
     known_hosts: Path | None = None
+    # Google account (email) whose OS Login profile gets the key; default: the
+    # account of the credentials.
+    account: str | None = None
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,7 @@ GCE_SCHEMA: dict[str, tuple[Checker, bool]] = {
     "proxy_command": (_str, False),
     "api_endpoint": (_url, False),
     "known_hosts": (_path, False),
+    "account": (_str, False),
 }
 JUPYTER_SCHEMA: dict[str, tuple[Checker, bool]] = {
     "port": (_port, False),
