@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from remote_runtime import paths
 from remote_runtime.sandbox import netns
-from remote_runtime.sandbox.common import SandboxError
+from remote_runtime.sandbox.common import SandboxError, kill_and_wait, pids_with_env
 from remote_runtime.sandbox.sshd import Sshd
 
 if TYPE_CHECKING:
@@ -34,6 +34,9 @@ __all__ = ["MODES", "Sandbox", "SandboxError", "Sshd", "to_yaml"]
 MODES = ("netns", "loopback-alias")
 HOST_ALIAS = "sandbox"
 UNIX_PATH_MAX = 100  # sun_path is 108 bytes; keep a margin
+# Every remote session gets this variable (sshd SetEnv), so processes started on the
+# "remote" (a detached Jupyter too) can be found and stopped when the sandbox closes.
+MARKER_ENV = "REMOTE_RUNTIME_SANDBOX"
 
 
 class Sandbox:
@@ -125,20 +128,23 @@ class Sandbox:
             "no_proxy": "localhost,127.0.0.1,::1",
             "NO_PROXY": "localhost,127.0.0.1,::1",
             "XDG_CACHE_HOME": str(self.remote_cache_dir),
+            MARKER_ENV: str(self.workdir),
         }
+        self._stack.callback(kill_and_wait, self.remote_pids)
         sshd = Sshd(self.workdir / "sshd", namespace=self.namespace.name, set_env=env)
         self.sshd = self._stack.enter_context(sshd)
         self.known_hosts_path.write_text(sshd.known_hosts_line(HOST_ALIAS) + "\n")
 
     def _start_loopback(self) -> None:
         self.remote_bind_host = "127.0.0.2"
-        env = {"XDG_CACHE_HOME": str(self.remote_cache_dir)}
+        env = {"XDG_CACHE_HOME": str(self.remote_cache_dir), MARKER_ENV: str(self.workdir)}
+        self._stack.callback(kill_and_wait, self.remote_pids)
         sshd = Sshd(self.workdir / "sshd", listen=("127.0.0.1", 0), set_env=env)
         self.sshd = self._stack.enter_context(sshd)
         self.known_hosts_path.write_text(sshd.known_hosts_line("127.0.0.1") + "\n")
 
     def close(self) -> None:
-        """Stop sshd and its sessions, the relay, the proxy; delete the namespace."""
+        """Stop sshd and its sessions, remote processes, relay, proxy; delete the namespace."""
         try:
             self._stack.close()
         finally:
@@ -210,6 +216,10 @@ class Sandbox:
     def session_pids(self) -> list[int]:
         """PIDs of the sshd processes serving this sandbox's connections."""
         return self._running_sshd().session_pids()
+
+    def remote_pids(self) -> list[int]:
+        """PIDs of processes started through this sandbox's sessions (shells, Jupyter)."""
+        return pids_with_env(MARKER_ENV, str(self.workdir))
 
     def kill_sessions(self) -> list[int]:
         """SIGKILL every sshd session process (drops connections mid-session); return PIDs."""

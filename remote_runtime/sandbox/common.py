@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,3 +37,32 @@ def wait_until(check: Callable[[], bool], *, timeout: float, interval: float = 0
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+def kill_and_wait(list_pids: Callable[[], list[int]], timeout: float = 2.0) -> None:
+    """SIGTERM the processes `list_pids()` finds, wait, then SIGKILL the survivors."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = list_pids()
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        if wait_until(lambda: not list_pids(), timeout=timeout):
+            return
+
+
+def pids_with_env(key: str, value: str) -> list[int]:
+    """PIDs of live processes whose environment holds key=value (zombies have none)."""
+    needle = f"{key}={value}".encode()
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = Path(entry.path, "environ").read_bytes()
+        except OSError:
+            continue  # gone, or not ours to read
+        if needle in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return sorted(found)

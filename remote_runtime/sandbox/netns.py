@@ -7,19 +7,17 @@ runs can be pruned.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import os
 import re
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from remote_runtime.sandbox.common import SandboxError, wait_until
+from remote_runtime.sandbox.common import SandboxError, kill_and_wait
 
 PREFIX = "rr-"
 _NAME = re.compile(r"^rr-(\d+)-(\d+)$")
@@ -129,11 +127,5 @@ class Namespace:
             return
         self._created = False
         # A process left inside would keep the namespace alive after `ip netns del`.
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            pids = self.pids()
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
-            if not pids or wait_until(lambda: not self.pids(), timeout=2.0):
-                break
+        kill_and_wait(self.pids)
         _ip("netns", "delete", self.name, check=False)

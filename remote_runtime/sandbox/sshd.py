@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from remote_runtime.sandbox.common import SandboxError, find_binary, wait_until
+from remote_runtime.sandbox.common import SandboxError, find_binary, kill_and_wait, wait_until
 
 INSTALL_HINT = "install openssh-server (apt-get install openssh-server)"
 START_TIMEOUT = 10.0
@@ -218,10 +218,7 @@ class Sshd:
         if self._proc is not None:
             _terminate(self._proc)
             self._proc = None
-        self.kill_sessions(signal.SIGTERM)
-        if not wait_until(lambda: not self.session_pids(), timeout=2.0):
-            self.kill_sessions(signal.SIGKILL)
-            wait_until(lambda: not self.session_pids(), timeout=2.0)
+        kill_and_wait(self.session_pids)
 
     def kill_sessions(self, sig: int = signal.SIGKILL) -> list[int]:
         """Signal the session processes of this sandbox; return their PIDs."""
