@@ -70,13 +70,14 @@ class _Failed(Exception):
     """A check failed; the message is the detail."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Target:
     host: str
     port: int
     token: str
     timeout: float
     deadline: float | None  # time.monotonic(); no call may run past it
+    last_timeout: float = 0.0  # of the latest call, for "no answer within N s"
 
     @property
     def host_header(self) -> str:
@@ -88,11 +89,13 @@ class _Target:
 
     def call_timeout(self) -> float:
         if self.deadline is None:
+            self.last_timeout = self.timeout
             return self.timeout
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise _Failed("deadline reached before the check could run")
-        return min(self.timeout, remaining)
+        self.last_timeout = min(self.timeout, remaining)
+        return self.last_timeout
 
 
 def check(port: int, token: str, *, host: str = "127.0.0.1", timeout: float = 5.0) -> HealthReport:
@@ -173,7 +176,7 @@ def _describe(exc: BaseException, target: _Target) -> str:
     if isinstance(exc, ConnectionResetError | BrokenPipeError):
         return f"connection reset on {where}: the tunnel or the server dropped it"
     if isinstance(exc, TimeoutError | websocket.WebSocketTimeoutException):
-        return f"no answer from {where} within {target.timeout:g} s"
+        return f"no answer from {where} within {target.last_timeout:.3g} s"
     if isinstance(
         exc,
         http.client.RemoteDisconnected
@@ -321,25 +324,34 @@ def _proxied_status(target: _Target) -> int:
         f"&jupyter_http_over_ws_auth_url={auth_url}"
     )
     request = {"message_id": "health-1", "method": "GET", "path": "/api/status", "headers": {}}
+    status: int | None = None
+    status_text = ""
     try:
         with open_websocket(target.host, target.port, path, target.call_timeout()) as ws:
             ws.send(json.dumps(request))
-            status = None
             while True:
                 ws.settimeout(target.call_timeout())
-                try:
-                    raw = ws.recv()
-                except websocket.WebSocketTimeoutException:
-                    raise _Failed(
-                        "the extension did not answer a proxied request within "
-                        f"{target.timeout:g} s (tornado >= 6.5 makes it hang; needs tornado<6.5)"
-                    ) from None
+                raw = ws.recv()
+                if not raw:  # a close frame
+                    raise websocket.WebSocketConnectionClosedException
                 reply = json.loads(raw)
                 status = reply.get("status", status)
+                status_text = reply.get("statusText", status_text)
                 if reply.get("done"):
                     break
     except websocket.WebSocketBadStatusException as exc:
         raise _handshake_failure(exc, "/http_over_websocket") from None
+    except websocket.WebSocketTimeoutException:
+        raise _Failed(
+            f"the extension did not answer a proxied GET /api/status within "
+            f"{target.last_timeout:.3g} s: {_TORNADO_HINT}"
+        ) from None
+    except websocket.WebSocketConnectionClosedException:
+        # Seen with tornado 6.6: the extension's own request raises, tornado drops the socket.
+        raise _Failed(
+            f"the extension closed the websocket instead of proxying GET /api/status: "
+            f"{_TORNADO_HINT}"
+        ) from None
     except ValueError:
         raise _Failed("the extension answered a proxied request with something not JSON") from None
     if status in (401, 403):
@@ -349,10 +361,16 @@ def _proxied_status(target: _Target) -> int:
         )
     if status != 200:
         raise _Failed(
-            f"the extension failed to proxy GET /api/status (status {status}): "
-            "tornado >= 6.5 breaks jupyter_http_over_ws; the server log says more"
+            f"the extension could not proxy GET /api/status ({status} {status_text}): "
+            f"{_TORNADO_HINT}"
         )
     return status
+
+
+_TORNADO_HINT = (
+    "Colab cannot use this runtime; jupyter_http_over_ws breaks on tornado >= 6.5 "
+    "(it needs tornado<6.5), the server log says more"
+)
 
 
 # --- CORS (Colab's direct route, DESIGN.md facts 3 and 9) --------------------

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import venv
+from collections.abc import Sequence
 from pathlib import Path
 
 from remote_runtime import jupyter
@@ -30,8 +31,7 @@ def cache_root() -> Path:
     return Path.home() / ".cache" / "remote-runtime-tests"
 
 
-def _stamp_text(python_version: tuple[int, int]) -> str:
-    reqs = jupyter.requirements(python_version)
+def _stamp_text(reqs: Sequence[str]) -> str:
     return f"stack={jupyter.STACK_VERSION} python={sys.executable} reqs={' '.join(reqs)}\n"
 
 
@@ -39,12 +39,15 @@ def venv_bin(venv_dir: Path, name: str) -> Path:
     return venv_dir / "bin" / name
 
 
-def stack_venv() -> Path:
-    """Return the path of a venv holding the compatible stack, building it if needed."""
+def stack_venv(requirements: Sequence[str] | None = None) -> Path:
+    """Return the path of a venv holding the compatible stack, building it if needed.
+
+    `requirements` replaces the stack, for tests that need a known-bad one."""
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
-    python_version = jupyter.local_python_version()
-    stamp_text = _stamp_text(python_version)
+    if requirements is None:
+        requirements = jupyter.requirements(jupyter.local_python_version())
+    stamp_text = _stamp_text(requirements)
     # The stack key keeps a venv for another interpreter or requirement set apart.
     key = hashlib.sha256(stamp_text.encode()).hexdigest()[:10]
     venv_dir = root / f"stack-venv-{key}"
@@ -56,7 +59,7 @@ def stack_venv() -> Path:
         try:
             if _stamp_ok(stamp, stamp_text):  # another builder finished first
                 return venv_dir
-            _build(venv_dir, python_version)
+            _build(venv_dir, requirements)
             stamp.write_text(stamp_text)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
@@ -70,12 +73,12 @@ def _stamp_ok(stamp: Path, text: str) -> bool:
         return False
 
 
-def _build(venv_dir: Path, python_version: tuple[int, int]) -> None:
+def _build(venv_dir: Path, requirements: Sequence[str]) -> None:
     if venv_dir.exists():  # a half-built leftover from an interrupted run
         shutil.rmtree(venv_dir)
     venv.EnvBuilder(with_pip=True, clear=True).create(venv_dir)
     pip = [str(venv_bin(venv_dir, "python")), "-m", "pip", "--disable-pip-version-check"]
-    _run([*pip, "install", "--quiet", *jupyter.requirements(python_version)])
+    _run([*pip, "install", "--quiet", *requirements])
     enable = ["serverextension", "enable", "--py", jupyter.EXTENSION, "--sys-prefix"]
     _run([str(venv_bin(venv_dir, "jupyter")), *enable])
 

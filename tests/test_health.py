@@ -87,9 +87,9 @@ def _children(pid: int) -> list[tuple[int, str]]:
 class JupyterFactory:
     """Starts real servers and stops exactly the processes it started."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, venv: Path | None = None) -> None:
         self.root = root
-        self.venv = stack_venv()
+        self.venv = venv or stack_venv()
         self.servers: list[Server] = []
         self._count = 0
         self._lock = threading.Lock()
@@ -309,6 +309,24 @@ def test_without_the_extension_the_extension_check_fails(jupyter_factory: Jupyte
     failure = report.first_failure
     assert failure is not None and failure.name == "extension", report.to_dict()
     assert "404" in failure.detail and "not loaded" in failure.detail
+    assert_token_hidden(report)
+
+
+def test_tornado_65_breaks_the_extension_check(tmp_path: Path) -> None:
+    # DESIGN.md fact 1, the reason for the proxied request in the extension
+    # check: with tornado >= 6.5, diagnose still answers but proxying fails.
+    broken = stack_venv(["jupyter_http_over_ws", "notebook<7", "tornado>=6.5"])
+    factory = JupyterFactory(tmp_path, venv=broken)
+    try:
+        server = factory.start()
+        with ColabClient(server.port, server.token) as colab:
+            assert colab.diagnose()["extension_version"] == "0.0.7"
+        report = health.check(server.port, server.token)
+    finally:
+        factory.stop_all()
+    failure = report.first_failure
+    assert failure is not None and failure.name == "extension", report.to_dict()
+    assert "tornado" in failure.detail
     assert_token_hidden(report)
 
 
