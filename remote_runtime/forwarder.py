@@ -1,0 +1,528 @@
+"""Local port forwarding over one paramiko transport: our own `ssh -L`.
+
+A `Forwarder` listens on loopback only (127.0.0.1, and ::1 when the machine has
+it) and opens one ``direct-tcpip`` channel per accepted connection. Each
+connection is served by two threads, one per direction, each doing blocking
+reads and writes: that keeps both directions flowing at once and needs no
+``select`` (which would cost a pipe per channel and syscalls per packet).
+
+Flow control is paramiko's: a channel only grants the server more window as we
+read from it, so a slow local client throttles the remote sender. We always
+read everything the channel has buffered in one call, because paramiko's
+receive buffer moves its remaining bytes on every partial read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import logging
+import selectors
+import socket
+import threading
+import time
+from types import TracebackType
+
+import paramiko
+
+from remote_runtime.errors import PortInUseError
+
+log = logging.getLogger(__name__)
+
+# Receive window and largest packet we ask the server to send us per channel.
+# Measured in BENCHMARK.md: paramiko's own defaults (2 MiB, 32 KiB) are the best
+# of what we tried; OpenSSH's sshd sends at most 32 KiB per packet anyway.
+WINDOW_SIZE = 2 * 1024 * 1024
+MAX_PACKET_SIZE = 32 * 1024
+# Largest read from the local socket; it is cut into packets by paramiko.
+SOCKET_READ_SIZE = 256 * 1024
+# Larger than the window, so one read drains the channel's buffer completely.
+CHANNEL_READ_SIZE = 2 * WINDOW_SIZE
+# How long the remote side may take to accept or refuse a new channel.
+OPEN_TIMEOUT = 30.0
+# Upper bound on the time close() waits for the threads to finish.
+CLOSE_TIMEOUT = 5.0
+# Pause after an accept() error such as EMFILE, which would otherwise repeat at once.
+ACCEPT_ERROR_PAUSE = 0.1
+# Connections accepted per wake-up of the accept loop before it looks at close() again.
+ACCEPT_BATCH = 64
+# Addresses a listener binds when bind_hosts is not given.
+DEFAULT_BIND_HOSTS = ("127.0.0.1", "::1")
+
+
+def _check_loopback(hosts: tuple[str, ...]) -> None:
+    if not hosts:
+        raise ValueError("bind_hosts must name at least one loopback address")
+    for host in hosts:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"bind host {host!r} is not an IP address") from None
+        if not address.is_loopback:
+            raise ValueError(f"refusing to listen on {host}: only loopback addresses are allowed")
+
+
+def _is_ipv6(host: str) -> bool:
+    return ipaddress.ip_address(host).version == 6
+
+
+def _disable_nagle(transport: paramiko.Transport) -> None:
+    """Send SSH packets at once: with Nagle's algorithm a new connection waits ~40 ms.
+
+    Opening a channel and sending its first data are two small writes in a row;
+    Nagle holds the second until the first is acknowledged, which the server
+    delays (delayed ACK). OpenSSH sets TCP_NODELAY for the same reason.
+    """
+    sock = getattr(transport, "sock", None)
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _Connection:
+    """One accepted client socket and, once opened, its channel."""
+
+    def __init__(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.channel: paramiko.Channel | None = None
+        self.threads: list[threading.Thread] = []
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def abort_socket(self) -> None:
+        """Wake every thread blocked on the socket; the owning thread closes the fd."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+    def close_channel(self) -> None:
+        channel = self.channel
+        if channel is not None:
+            with contextlib.suppress(Exception):
+                channel.close()
+
+
+class Forwarder:
+    """Local listener(s) on loopback; one direct-tcpip channel per accepted connection.
+
+    Connections to ``bind_hosts``:``port`` on this machine are forwarded through
+    ``transport`` to ``remote_host``:``remote_port`` as seen from the SSH server.
+    It is a context manager: entering starts it, leaving closes it and waits for
+    its threads.
+
+    Attributes:
+        port: the local port (the one bound, if 0 was asked for).
+        bound: the (host, port) pairs actually listening.
+        active_connections: connections currently being served.
+        total_connections: connections accepted since start.
+        failed_connections: connections whose channel could not be opened
+            (the remote refused it, or the transport is gone).
+    """
+
+    def __init__(
+        self,
+        transport: paramiko.Transport,
+        port: int,
+        remote_host: str = "127.0.0.1",
+        remote_port: int | None = None,
+        *,
+        bind_hosts: tuple[str, ...] = DEFAULT_BIND_HOSTS,
+    ) -> None:
+        """Prepare a forwarder; nothing is bound until `start`.
+
+        Args:
+            transport: an authenticated paramiko transport to open channels on.
+            port: local port to listen on; 0 picks a free one (see ``port`` after start).
+            remote_host: host the SSH server connects to for each channel.
+            remote_port: port the SSH server connects to; defaults to ``port``
+                (Colab's extension needs the same port on both ends).
+            bind_hosts: loopback addresses to listen on. IPv4 ones are mandatory;
+                ``::1`` is skipped when this machine has no IPv6 loopback.
+
+        Raises:
+            ValueError: a bind host is not a loopback IP address, or a port is out of range.
+        """
+        _check_loopback(bind_hosts)
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port {port} is out of range")
+        if remote_port is None:
+            if port == 0:
+                raise ValueError("remote_port is required when port is 0")
+            remote_port = port
+        if not 0 < remote_port <= 65535:
+            raise ValueError(f"remote port {remote_port} is out of range")
+        self.port = port
+        self.remote_host = remote_host
+        self.remote_port = remote_port
+        self.bind_hosts = tuple(bind_hosts)
+        self.bound: list[tuple[str, int]] = []
+        self.total_connections = 0
+        self.failed_connections = 0
+        self._transport = transport
+        self._lock = threading.RLock()  # re-entrant: close() may run in a signal handler
+        self._listeners: list[socket.socket] = []
+        self._connections: set[_Connection] = set()
+        self._accept_thread: threading.Thread | None = None
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+        self._started = False
+        self._closing = False
+
+    # -- public API ------------------------------------------------------------------------
+
+    @property
+    def active_connections(self) -> int:
+        """Number of connections accepted and not yet finished."""
+        with self._lock:
+            return len(self._connections)
+
+    def start(self) -> None:
+        """Bind every bind host and start accepting connections.
+
+        Raises:
+            PortInUseError: the port is taken on 127.0.0.1 (or on ::1 where it exists).
+            RuntimeError: the forwarder was already started or closed.
+            OSError: binding failed for another reason.
+        """
+        with self._lock:
+            if self._started or self._closing:
+                raise RuntimeError("a Forwarder can only be started once")
+            self._started = True
+            _disable_nagle(self._transport)
+            try:
+                self._bind_all()
+                self._wake_r, self._wake_w = socket.socketpair()
+                self._wake_r.setblocking(False)
+                self._wake_w.setblocking(False)
+                thread = threading.Thread(
+                    target=self._accept_loop,
+                    name=f"forwarder-accept-{self.port}",
+                    daemon=True,
+                )
+                thread.start()
+                self._accept_thread = thread
+            except BaseException:
+                self._close_listeners()
+                self._close_wakeup()
+                raise
+        log.debug("forwarding %s to %s:%d", self.bound, self.remote_host, self.remote_port)
+
+    def set_transport(self, transport: paramiko.Transport) -> None:
+        """Use ``transport`` for connections accepted from now on (e.g. after a reconnect).
+
+        The listeners stay bound; connections already open keep their old channel.
+        """
+        _disable_nagle(transport)
+        with self._lock:
+            self._transport = transport
+
+    def close(self) -> None:
+        """Stop listening, end every connection and wait (bounded) for all threads.
+
+        Idempotent, and safe to call from a signal handler or while the transport
+        is dead or hung: channels are closed by a helper thread, and the wait for
+        threads is bounded by a few seconds.
+        """
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            accept_thread = self._accept_thread
+            connections = list(self._connections)
+        deadline = time.monotonic() + CLOSE_TIMEOUT
+        self._wake_accept_loop()
+        current = threading.current_thread()
+        if accept_thread is not None and accept_thread is not current:
+            accept_thread.join(max(0.0, deadline - time.monotonic()))
+        # The accept loop closes them in `finally`; this covers a loop that never ran.
+        self._close_listeners()
+        self._close_wakeup()
+        for conn in connections:
+            conn.abort_socket()
+        if connections:
+            # Closing a channel sends a message; on a hung transport that can block,
+            # so it happens off this thread and is only waited for until the deadline.
+            def close_channels() -> None:
+                for conn in connections:
+                    conn.close_channel()
+
+            closer = threading.Thread(
+                target=close_channels,
+                name=f"forwarder-closer-{self.port}",
+                daemon=True,
+            )
+            closer.start()
+            closer.join(max(0.0, deadline - time.monotonic()))
+        for conn in connections:
+            for thread in conn.threads:
+                if thread is not current:
+                    thread.join(max(0.0, deadline - time.monotonic()))
+        still_running = sum(t.is_alive() for c in connections for t in c.threads)
+        if still_running:
+            log.warning("forwarder on port %d: %d threads still running", self.port, still_running)
+
+    def __enter__(self) -> Forwarder:
+        """Start (unless already started) and return the forwarder."""
+        if not self._started:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the forwarder and wait for its threads."""
+        self.close()
+
+    # -- listening ----------------------------------------------------------------------------
+
+    def _bind_all(self) -> None:
+        # IPv4 first: it is mandatory, and with port 0 it decides the port for the rest.
+        hosts = sorted(self.bind_hosts, key=_is_ipv6)
+        attempts = 5 if self.port == 0 else 1
+        for attempt in range(attempts):
+            port = self.port
+            try:
+                for host in hosts:
+                    listener = self._bind_one(host, port)
+                    if listener is None:
+                        continue
+                    self._listeners.append(listener)
+                    port = int(listener.getsockname()[1])
+                    self.bound.append((host, port))
+            except PortInUseError:
+                self._close_listeners()
+                if attempt + 1 == attempts:
+                    raise
+                continue
+            self.port = port
+            break
+        if not self._listeners:
+            raise OSError(errno.EADDRNOTAVAIL, f"none of {', '.join(self.bind_hosts)} can be bound")
+
+    def _bind_one(self, host: str, port: int) -> socket.socket | None:
+        """Listen on host:port; None when an IPv6 loopback does not exist here."""
+        ipv6 = _is_ipv6(host)
+        try:
+            listener = socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET)
+        except OSError:
+            if ipv6:
+                return None  # no IPv6 support at all
+            raise
+        try:
+            # Lets us re-bind at once while old connections sit in TIME_WAIT;
+            # on Linux it never lets two sockets listen on one port.
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if ipv6:
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            listener.bind((host, port))
+            listener.listen(socket.SOMAXCONN)
+        except OSError as exc:
+            listener.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUseError(
+                    f"port {port} is already in use on this machine ({host})",
+                    hint="stop whatever listens there or choose another port",
+                ) from None
+            if ipv6 and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                return None  # IPv6 disabled, or no ::1 on lo
+            raise
+        return listener
+
+    def _close_listeners(self) -> None:
+        with self._lock:
+            listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            with contextlib.suppress(OSError):
+                listener.close()
+
+    def _wake_accept_loop(self) -> None:
+        wake = self._wake_w
+        if wake is not None:
+            with contextlib.suppress(OSError):
+                wake.send(b"x")
+
+    def _close_wakeup(self) -> None:
+        with self._lock:
+            socks, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), None, None
+        for sock in socks:
+            if sock is not None:
+                sock.close()
+
+    def _accept_loop(self) -> None:
+        selector = selectors.DefaultSelector()
+        try:
+            with self._lock:
+                listeners = list(self._listeners)
+                wake = self._wake_r
+            if wake is None:
+                return
+            selector.register(wake, selectors.EVENT_READ)
+            for listener in listeners:
+                listener.setblocking(False)
+                selector.register(listener, selectors.EVENT_READ)
+            while not self._closing:
+                for key, _ in selector.select():
+                    if key.fileobj is wake or self._closing:
+                        return
+                    self._accept_ready(key.fileobj)  # type: ignore[arg-type]
+        except Exception:
+            log.exception("forwarder on port %d: accept loop failed", self.port)
+        finally:
+            selector.close()
+            self._close_listeners()
+
+    def _accept_ready(self, listener: socket.socket) -> None:
+        """Accept the connections waiting on a readable listener (a bounded batch)."""
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, peer = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                # EMFILE/ENFILE/ENOBUFS: the listener stays readable, so pause, don't spin.
+                log.warning("forwarder on port %d: accept failed: %s", self.port, exc)
+                time.sleep(ACCEPT_ERROR_PAUSE)
+                return
+            self._start_connection(sock, peer)
+            if self._closing:
+                return
+
+    def _start_connection(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+        sock.setblocking(True)
+        with contextlib.suppress(OSError):
+            # Requests and responses are small and interactive: send them at once.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = _Connection(sock, (str(peer[0]), int(peer[1])))
+        thread = threading.Thread(
+            target=self._serve,
+            args=(conn,),
+            name=f"forwarder-{self.port}-up-{peer[1]}",
+            daemon=True,
+        )
+        conn.threads.append(thread)
+        with self._lock:
+            if self._closing:
+                sock.close()
+                return
+            self._connections.add(conn)
+            self.total_connections += 1
+        try:
+            thread.start()
+        except RuntimeError:  # cannot start a new thread
+            log.warning("forwarder on port %d: no thread for a new connection", self.port)
+            self._finish(conn, failed=True)
+
+    # -- one connection ---------------------------------------------------------------------
+
+    def _serve(self, conn: _Connection) -> None:
+        """Open the channel, then pump local -> remote here and remote -> local in a helper."""
+        failed = False
+        try:
+            channel = self._open_channel(conn)
+            if channel is None:
+                failed = True
+                return
+            down = threading.Thread(
+                target=self._pump_down,
+                args=(conn, channel),
+                name=f"forwarder-{self.port}-down-{conn.peer[1]}",
+                daemon=True,
+            )
+            conn.threads.append(down)
+            down.start()
+            self._pump_up(conn, channel)
+            down.join()
+        except Exception:
+            log.exception("forwarder on port %d: connection from %s failed", self.port, conn.peer)
+        finally:
+            self._finish(conn, failed=failed)
+
+    def _open_channel(self, conn: _Connection) -> paramiko.Channel | None:
+        transport = self._transport
+        try:
+            channel = transport.open_channel(
+                "direct-tcpip",
+                (self.remote_host, self.remote_port),
+                conn.peer,
+                window_size=WINDOW_SIZE,
+                max_packet_size=MAX_PACKET_SIZE,
+                timeout=OPEN_TIMEOUT,
+            )
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            log.info(
+                "forwarder on port %d: remote %s:%d refused a channel: %s",
+                self.port,
+                self.remote_host,
+                self.remote_port,
+                exc,
+            )
+            return None
+        with conn.lock:
+            conn.channel = channel
+            closed = self._closing
+        if closed:
+            channel.close()
+            return None
+        return channel
+
+    def _pump_up(self, conn: _Connection, channel: paramiko.Channel) -> None:
+        """Local socket -> channel, until the local side stops sending."""
+        sock = conn.sock
+        try:
+            while True:
+                data = sock.recv(SOCKET_READ_SIZE)
+                if not data:
+                    channel.shutdown_write()  # pass the half-close on as an SSH EOF
+                    return
+                # One packet per send(): slicing per packet avoids sendall's re-copying
+                # of the whole remainder after every packet.
+                step = max(channel.out_max_packet_size - 64, 1024)
+                for start in range(0, len(data), step):
+                    chunk = data[start : start + step] if len(data) > step else data
+                    while chunk:
+                        sent = channel.send(chunk)
+                        if sent == 0:
+                            raise EOFError("channel closed")
+                        chunk = chunk[sent:]
+        except (OSError, EOFError, paramiko.SSHException):
+            # Either side went away: end both directions.
+            conn.abort_socket()
+            conn.close_channel()
+
+    def _pump_down(self, conn: _Connection, channel: paramiko.Channel) -> None:
+        """Channel -> local socket, until the remote side stops sending."""
+        sock = conn.sock
+        try:
+            while True:
+                data = channel.recv(CHANNEL_READ_SIZE)
+                if not data:
+                    break
+                sock.sendall(data)
+            if channel.closed:
+                # The remote closed the channel, not just its sending half.
+                conn.abort_socket()
+            else:
+                sock.shutdown(socket.SHUT_WR)
+        except (OSError, EOFError, paramiko.SSHException):
+            conn.abort_socket()
+            conn.close_channel()
+
+    def _finish(self, conn: _Connection, *, failed: bool) -> None:
+        with conn.lock:
+            if conn.closed:
+                return
+            conn.closed = True
+        conn.close_channel()
+        conn.abort_socket()
+        with contextlib.suppress(OSError):
+            conn.sock.close()
+        with self._lock:
+            self._connections.discard(conn)
+            if failed:
+                self.failed_connections += 1
