@@ -117,7 +117,7 @@ def cmd_probe(args):
     host = config.get("bind_host", "127.0.0.1")
     names = [config["command"]] if config.get("command") else [[c] for c in CANDIDATES]
     candidates = [check_jupyter(n) for n in names] if config.get("check_existing", True) else []
-    managed = managed_dir(config.get("requirements", []))
+    managed = managed_dir(stack_requirements(config))
     emit({
         "python": sys.executable,
         "version": list(sys.version_info[:2]),
@@ -129,6 +129,12 @@ def cmd_probe(args):
         "managed": os.path.join(managed, "bin", "jupyter") if is_built(managed) else None,
         "free_ports": [p for p in (int(a) for a in args) if port_free(host, p)],
     })
+
+
+def stack_requirements(config):
+    """The package set for this interpreter (Python >= 3.12 needs setuptools too)."""
+    extra = config.get("requirements_py312", []) if sys.version_info >= (3, 12) else []
+    return list(config.get("requirements", [])) + list(extra)
 
 
 def managed_dir(requirements):
@@ -143,7 +149,7 @@ def is_built(env):
 
 def cmd_ensure_managed(args):
     config = json.loads(sys.stdin.readline() or "{}")
-    requirements = config["requirements"]
+    requirements = stack_requirements(config)
     env = managed_dir(requirements)
     os.makedirs(os.path.dirname(env), mode=0o700, exist_ok=True)
     with open(env + ".lock", "w") as lock:

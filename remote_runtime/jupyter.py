@@ -26,6 +26,7 @@ EXTRA_HEADERS = {"Access-Control-Allow-Private-Network": "true"}
 
 
 def requirements(python_version: tuple[int, int]) -> list[str]:
+    """The package set for an interpreter (the agent applies the same rule remotely)."""
     extra = STACK_REQUIREMENTS_PY312 if python_version >= (3, 12) else ()
     return [*STACK_REQUIREMENTS, *extra]
 

@@ -47,6 +47,14 @@ def agent_command(python: str, *args: str) -> str:
     return " ".join(parts)
 
 
+def _requirements() -> dict[str, list[str]]:
+    # The agent picks the set for the remote interpreter's version.
+    return {
+        "requirements": list(jupyter.STACK_REQUIREMENTS),
+        "requirements_py312": list(jupyter.STACK_REQUIREMENTS_PY312),
+    }
+
+
 @dataclass
 class Probe:
     python: str
@@ -111,7 +119,7 @@ class RemoteHost:
             "bind_host": self.settings.bind_host,
             "command": self._command_argv(),
             "check_existing": self.settings.env != "managed",
-            "requirements": None,
+            **_requirements(),
         }
         result = self.session.run(
             agent_command(self.settings.python, "probe", *map(str, ports)),
@@ -158,12 +166,11 @@ class RemoteHost:
         return self._ensure_managed(probe, progress)
 
     def _ensure_managed(self, probe: Probe, progress: Progress) -> list[str]:
-        requirements = jupyter.requirements(probe.version)
         progress("preparing the managed Jupyter environment on the remote host"
                  + (" (first run: installing packages)" if probe.managed is None else ""))
         process = self.session.start(agent_command(self.settings.python, "ensure-managed"))
         try:
-            process.write_line(json.dumps({"requirements": requirements}))
+            process.write_line(json.dumps(_requirements()))
             while True:
                 line = process.read_line(timeout=INSTALL_TIMEOUT)
                 if line is None:

@@ -104,6 +104,7 @@ class Runtime:
         self.server: ServerHandle | None = None
         self.info: RuntimeInfo | None = None
         self._record_written = False
+        self._token = ""
         self._closed = False
         self._close_lock = threading.Lock()
 
@@ -135,7 +136,7 @@ class Runtime:
         probe = self.remote.probe(ports)
         jupyter_argv = self.remote.ensure_stack(probe, progress)
         port, notes = self._bind_forwarder(probe, wanted, explicit)
-        token = secrets.token_hex(24)
+        token = self._token = secrets.token_hex(24)
         run_id = f"{profile.name}-{uuid.uuid4().hex[:12]}"
         progress(f"starting Jupyter on port {port} (remote {profile.jupyter.bind_host})")
         self.server = self.remote.start_server(
@@ -227,6 +228,9 @@ class Runtime:
         if not self.session.alive:
             return None
         tail = self.remote.log_tail(self.server.run_id, lines=25)
+        if self._token:
+            # Jupyter logs "GET /?token=..." at INFO: never show the token.
+            tail = tail.replace(self._token, "<hidden>")
         return f"remote server log ({self.server.log_path}), last lines:\n{tail}" if tail else None
 
     # --- while up ------------------------------------------------------------

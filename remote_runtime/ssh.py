@@ -10,6 +10,7 @@ runs commands. Only this module and `forwarder` import paramiko.
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import shlex
 import socket
@@ -41,6 +42,12 @@ CONNECT_TIMEOUT = 20.0
 DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
 
 PassphrasePrompt = Callable[[Path], str]
+
+# paramiko logs refused channels (a health poll before Jupyter listens) at
+# ERROR; without a handler Python prints them on stderr. The CLI may attach a
+# file handler; the terminal gets only our own messages.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+logging.getLogger("paramiko").propagate = False
 
 
 @dataclass(frozen=True)
