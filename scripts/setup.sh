@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install what remote-runtime and its tests need on a fresh Debian/Ubuntu machine:
+# OpenSSH's server (the tests' and the demo's "remote host"), iproute2 (network
+# namespaces) and the Python package with its test extras. Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+[ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1 || need_apt+=(openssh-server)
+command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# The remote side builds its managed env with `python3 -m venv`.
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+/usr/bin/python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: need root to install: ${need_apt[*]} (sudo apt-get install ${need_apt[*]})" >&2
+    exit 1
+  fi
+  echo "setup: installing ${need_apt[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+mkdir -p /run/sshd 2>/dev/null || true
+
+python3 -m pip install -q --disable-pip-version-check -e '.[test,gce,bench]'
