@@ -181,8 +181,9 @@ class FakeCompute:
     """In-memory Compute Engine + OS Login REST API; see the module docstring."""
 
     def __init__(self, *, operation_seconds: float = 0.2, boot_seconds: float = 0.3,
-                 max_wait_seconds: float = 1.0) -> None:
+                 metadata_seconds: float = 0.05, max_wait_seconds: float = 1.0) -> None:
         self.operation_seconds = operation_seconds  # until a start/stop operation is DONE
+        self.metadata_seconds = metadata_seconds  # until a metadata write is applied
         self.boot_seconds = boot_seconds  # from start until the instance is RUNNING
         self.max_wait_seconds = max_wait_seconds  # operations.wait returns by then
         self.projects: dict[str, Metadata] = {}
@@ -221,8 +222,8 @@ class FakeCompute:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="fake-compute")
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        daemon=True, name="fake-compute")
         self._thread.start()
         return self
 
@@ -349,7 +350,8 @@ class FakeCompute:
         self._check_fingerprint(meta, call.body or {})
         body = call.body or {}
         return self._new_operation(project, None, "setCommonInstanceMetadata",
-                                   f"{BASE}{project}", 0.0, lambda: meta.replace(body))
+                                   f"{BASE}{project}", self.metadata_seconds,
+                                   lambda: meta.replace(body))
 
     # --- instances ------------------------------------------------------------------
 
@@ -373,7 +375,8 @@ class FakeCompute:
         if action == "setMetadata":
             self._check_fingerprint(instance.metadata, call.body or {})
             body = call.body or {}
-            return self._new_operation(project, zone, "setMetadata", call.path, 0.0,
+            return self._new_operation(project, zone, "setMetadata", call.path,
+                                       self.metadata_seconds,
                                        lambda: instance.metadata.replace(body))
         if action in ("start", "resume", "stop"):
             return self._power(instance, action, call.path)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -108,7 +109,12 @@ def load_credentials(endpoint: str | None, environ: Mapping[str, str]) -> Creden
     try:
         path = environ.get("GOOGLE_APPLICATION_CREDENTIALS")
         if path:
-            creds, project = google.auth.load_credentials_from_file(path, scopes=list(SCOPES))
+            # What google.auth.default() does with this variable, for our `environ`;
+            # its warning is about files from untrusted sources, not the user's own.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                creds, project = google.auth.load_credentials_from_file(
+                    path, scopes=list(SCOPES))
         else:
             creds, project = google.auth.default(scopes=list(SCOPES))
     except auth_exceptions.GoogleAuthError as exc:
