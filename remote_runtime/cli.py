@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
+import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -24,10 +26,9 @@ import click
 import typer
 from rich.console import Console
 
-from . import __version__, paths, profiles, state
-from .errors import ExitCode, RemoteRuntimeError, SSHError
-from .jupyter import COLAB_ORIGIN, redact
-from .runtime import Runtime, RuntimeInfo
+from . import __version__, control, paths, profiles, render, supervisor
+from .errors import CloudError, ExitCode, RemoteRuntimeError, SSHError
+from .runtime import Runtime
 
 app = typer.Typer(
     name="remote-runtime",
@@ -48,15 +49,12 @@ ProfilesOpt = Annotated[
                  "then ~/.config/remote-runtime/profiles.yaml).", show_default=False),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-
-BROWSER_HELP = f"""\
-In Colab ({COLAB_ORIGIN}): Connect (top right) > "Connect to a local runtime",
-paste the URL above, then Connect.
-  Chrome/Edge: when the site asks to "access other apps and services on this device"
-    (local network access), click Allow; without it the connection is blocked.
-  Firefox: in about:config set network.websocket.allowInsecureFromHTTPS to true.
-  Safari and Brave shields may block the connection to localhost."""
-
+PortOpt = Annotated[int | None, typer.Option(
+    "--port", min=1, max=65535, help="Port to use on both ends (fails if taken).")]
+TimeoutOpt = Annotated[float, typer.Option(
+    "--timeout", min=1, help="Seconds to wait for the runtime to become healthy.")]
+AcceptOpt = Annotated[bool, typer.Option(
+    "--accept-new-host-key", help="Record an unknown host key (never a changed one).")]
 
 def _progress(message: str) -> None:
     err.print(f"[dim]-[/dim] {message}")
@@ -101,33 +99,28 @@ def _shielded() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _render_up(info: RuntimeInfo) -> None:
-    out.print(f"[bold green]Runtime '{info.name}' is up[/bold green] "
-              f"on {info.target}, port {info.port} (forwarded to localhost:{info.port})")
-    for note in info.notes:
-        out.print(f"[yellow]note:[/yellow] {note}")
-    out.print()
-    out.print(f"  [bold]{info.url}[/bold]")
-    out.print()
-    out.print(BROWSER_HELP)
-    out.print()
-    out.print("Press Ctrl-C to stop: the remote server, its kernels and the tunnel are torn down.")
-
-
 @app.command()
 def up(
     name: Annotated[str, typer.Argument(help="Profile name.")],
-    port: Annotated[int | None, typer.Option(
-        "--port", min=1, max=65535, help="Port to use on both ends (fails if taken).")] = None,
-    timeout: Annotated[float, typer.Option(
-        "--timeout", min=1, help="Seconds to wait for the runtime to become healthy.")] = 180.0,
-    accept_new_host_key: Annotated[bool, typer.Option(
-        "--accept-new-host-key", help="Record an unknown host key (never a changed one).")] = False,
+    port: PortOpt = None,
+    timeout: TimeoutOpt = 180.0,
+    accept_new_host_key: AcceptOpt = False,
+    detach: Annotated[bool, typer.Option(
+        "--detach", "-d", help="Return once healthy; a background supervisor keeps it up.")] = False,
     profiles_path: ProfilesOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Start a Colab runtime on NAME and forward it here, until Ctrl-C."""
-    profile = profiles.load(profiles_path).get(name)
+    """Start a Colab runtime on NAME and forward it here (until Ctrl-C, or --detach)."""
+    loaded = profiles.load(profiles_path)
+    profile = loaded.get(name)
+    if detach:
+        info = supervisor.spawn(name, loaded.path, port=port, timeout=timeout,
+                                accept_new_host_key=accept_new_host_key, progress=_progress)
+        if as_json:
+            out.print_json(json.dumps(info))
+        else:
+            render.up(out, info, detached=True)
+        return
     runtime = Runtime(profile, port=port, timeout=timeout,
                       accept_new_host_key=accept_new_host_key,
                       progress=_progress, passphrase_prompt=_prompt_if_tty())
@@ -137,21 +130,22 @@ def up(
     try:
         with _signals_raise_interrupt():
             try:
-                info = runtime.start()
+                info_obj = runtime.start()
             except KeyboardInterrupt:
                 interrupted_early = True
             else:
+                data = info_obj.to_dict()
                 if as_json:
-                    out.print_json(json.dumps(info.to_dict()))
+                    out.print_json(json.dumps(data))
                 else:
-                    _render_up(info)
+                    render.up(out, data, detached=False)
                 sys.stdout.flush()
                 try:
                     runtime.wait(stop)
                 except KeyboardInterrupt:
                     err.print()
                     err.print("stopping...")
-                except SSHError as exc:
+                except RemoteRuntimeError as exc:
                     failure = exc
     finally:
         with _shielded():
@@ -170,49 +164,155 @@ def list_(
     as_json: JsonOpt = False,
     show_token: Annotated[bool, typer.Option(
         "--show-token", help="Include tokens in URLs.")] = False,
+    refresh: Annotated[bool, typer.Option(
+        "--refresh", help="Ask the cloud API for each GCE instance's live status.")] = False,
 ) -> None:
-    """List profiles and the runtimes that are up."""
-    source = profiles.resolve_path(profiles_path)
-    loaded = profiles.load(source)
-    records, problems = state.read_all()
-    rows = []
-    for profile in loaded.profiles.values():
-        record = records.get(profile.name)
-        live = record is not None and record.alive
-        row: dict[str, Any] = {
-            "name": profile.name,
-            "kind": profile.kind,
-            "target": profile.target,
-            "jupyter_port": profile.jupyter.port,
-            "state": "up" if live else "down",
-        }
-        if record is not None and live:
-            row.update(url=record.url if show_token else redact(record.url),
-                       port=record.port, pid=record.pid, since=record.since)
-        elif record is not None:
-            row["stale"] = f"record left by pid {record.pid}, which is gone"
-        rows.append(row)
+    """List profiles and the state of their runtimes (with a quick health check)."""
+    loaded = profiles.load(profiles_path)
+    rows, problems = control.list_runtimes(loaded)
+    if refresh:
+        for row in rows:
+            if row.profile.gce is not None:
+                row.live_status = _live_status(row.profile)
     if as_json:
-        out.print_json(json.dumps(rows))
+        out.print_json(json.dumps([row.to_dict(show_token=show_token) for row in rows]))
     else:
-        _render_list(source, rows)
+        render.runtimes(out, loaded.path, rows)
     for problem in problems:
         err.print(f"[yellow]warning:[/yellow] {problem}")
 
 
-def _render_list(source: Path, rows: list[dict[str, Any]]) -> None:
-    from rich.table import Table
+def _live_status(profile: profiles.Profile) -> str:
+    try:
+        from .providers.gce import live_status
 
-    table = Table(title=str(source), title_justify="left", box=None, pad_edge=False)
-    for column in ("NAME", "KIND", "TARGET", "PORT", "STATE", "URL"):
-        table.add_column(column)
-    for row in rows:
-        state_text = row["state"] + (" (stale)" if "stale" in row else "")
-        table.add_row(row["name"], row["kind"], row["target"],
-                      str(row.get("port", row["jupyter_port"])), state_text, row.get("url", ""))
-    out.print(table)
-    if not rows:
-        out.print("no profiles yet: see profiles.example.yaml")
+        return str(live_status(profile))
+    except CloudError as exc:
+        return f"unknown ({exc.message})"
+
+
+@app.command()
+def status(
+    name: Annotated[str, typer.Argument(help="Runtime (profile) name.")],
+    profiles_path: ProfilesOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the full health check now; exit 0 only when healthy."""
+    row = control.status(profiles.load(profiles_path), name)
+    assert row.health is not None
+    if as_json:
+        out.print_json(json.dumps(row.to_dict()))
+    else:
+        render.health_report(out, name, row.health)
+    if not row.health.ok:
+        raise typer.Exit(ExitCode.HEALTH)
+
+
+@app.command()
+def down(
+    name: Annotated[str | None, typer.Argument(help="Runtime (profile) name.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Tear down every runtime.")] = False,
+    profiles_path: ProfilesOpt = None,
+) -> None:
+    """Tear a runtime down from any terminal (and clean up after a dead one)."""
+    if (name is None) == (not all_):
+        raise click.UsageError("give a runtime name or --all, not both")
+    loaded = profiles.load(profiles_path)
+    if all_:
+        results = control.down_all(loaded, _progress)
+        if not results:
+            out.print("no runtimes are up")
+    else:
+        assert name is not None
+        results = {name: control.down(loaded, name, _progress)}
+    for runtime_name, done in results.items():
+        out.print(f"runtime '{runtime_name}' is down")
+        for line in done:
+            err.print(f"[dim]-[/dim] {line}")
+
+
+@app.command()
+def logs(
+    name: Annotated[str, typer.Argument(help="Runtime (profile) name.")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+    lines: Annotated[int, typer.Option("--lines", "-n", min=1, help="Lines to show.")] = 200,
+    profiles_path: ProfilesOpt = None,
+) -> None:
+    """Show the remote Jupyter server's log (the token is hidden)."""
+    try:
+        control.logs(profiles.load(profiles_path), name, follow=follow, lines=lines,
+                     write=lambda line: out.print(line, markup=False, highlight=False))
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def run(
+    name: Annotated[str, typer.Argument(help="Runtime (profile) name.")],
+    command: Annotated[list[str], typer.Argument(help="Command to run (after --).")],
+    port: PortOpt = None,
+    timeout: TimeoutOpt = 180.0,
+    accept_new_host_key: AcceptOpt = False,
+    profiles_path: ProfilesOpt = None,
+) -> None:
+    """Bring NAME up, run COMMAND with REMOTE_RUNTIME_URL/TOKEN/PORT set, tear down.
+
+    Exits with the command's exit status; teardown happens on every path.
+    """
+    profile = profiles.load(profiles_path).get(name)
+    runtime = Runtime(profile, port=port, timeout=timeout,
+                      accept_new_host_key=accept_new_host_key, progress=_progress,
+                      passphrase_prompt=_prompt_if_tty())
+    status_code: int = ExitCode.INTERRUPTED
+    child: subprocess.Popen[bytes] | None = None
+    try:
+        with _signals_raise_interrupt():
+            try:
+                info = runtime.start()
+                env = dict(os.environ, REMOTE_RUNTIME_URL=info.url,
+                           REMOTE_RUNTIME_TOKEN=info.token, REMOTE_RUNTIME_PORT=str(info.port),
+                           REMOTE_RUNTIME_NAME=info.name)
+                _progress(f"runtime up on port {info.port}; running: {' '.join(command)}")
+                try:
+                    child = subprocess.Popen(command, env=env)
+                except OSError as exc:
+                    raise CommandNotRunnable(f"cannot run {command[0]!r}: {exc.strerror}") from None
+                status_code = child.wait()
+            except KeyboardInterrupt:
+                if child is not None and child.poll() is None:
+                    child.terminate()
+                    try:
+                        child.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        child.kill()
+                        child.wait()
+                status_code = ExitCode.INTERRUPTED
+    finally:
+        with _shielded():
+            done = runtime.close()
+        for line in done:
+            err.print(f"[dim]-[/dim] {line}")
+    if status_code < 0:  # killed by a signal: report it as a shell would
+        status_code = 128 - status_code
+    raise typer.Exit(status_code)
+
+
+class CommandNotRunnable(RemoteRuntimeError):
+    exit_code = ExitCode.COMMAND_NOT_FOUND
+
+
+@app.command("_supervise", hidden=True)
+def supervise_(
+    name: str,
+    port: PortOpt = None,
+    timeout: TimeoutOpt = 180.0,
+    accept_new_host_key: AcceptOpt = False,
+    profiles_path: ProfilesOpt = None,
+) -> None:
+    """Internal: the background supervisor of a detached runtime."""
+    profile = profiles.load(profiles_path).get(name)
+    raise typer.Exit(supervisor.supervise(profile, port=port, timeout=timeout,
+                                          accept_new_host_key=accept_new_host_key))
 
 
 @profiles_app.command("check")

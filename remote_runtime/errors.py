@@ -21,6 +21,7 @@ class ExitCode(enum.IntEnum):
     CLOUD = 8
     NOT_RUNNING = 9
     STATE = 10
+    COMMAND_NOT_FOUND = 127  # `run`: the local command could not be started
     INTERRUPTED = 130
 
 

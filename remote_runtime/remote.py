@@ -249,6 +249,19 @@ class RemoteHost:
             process=process,
         )
 
+    def attach(self, handle: ServerHandle) -> None:
+        """After a reconnect: hold the lease of a server that kept running."""
+        process = self.session.start(
+            agent_command(self.settings.python, "attach", handle.run_id, "lease"))
+        line = process.read_line(timeout=60)
+        answer = _json_line(line or "", "attach") if line else {"error": "no answer"}
+        if not answer.get("ok"):
+            process.close()
+            raise RemoteSetupError(
+                "the remote Jupyter server is gone: "
+                + str(answer.get("reason") or answer.get("error")))
+        handle.process = process
+
     def stop(self, handle: ServerHandle) -> str:
         """Stop the server and its kernels and wait; returns the monitor's reason."""
         if handle.process is not None and not handle.process.closed:

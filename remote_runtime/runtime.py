@@ -27,6 +27,7 @@ from .errors import (
     StateError,
 )
 from .forwarder import Forwarder
+from .heartbeat import Heartbeat
 from .profiles import Profile
 from .providers import Progress
 from .remote import Probe, RemoteHost, ServerHandle
@@ -89,6 +90,8 @@ class Runtime:
         progress: Progress = _quiet,
         passphrase_prompt: ssh.PassphrasePrompt | None = None,
         on_disconnect: str = "stop",
+        detached: bool = False,
+        log_path: str = "",
     ):
         self.profile = profile
         self.port_request = port
@@ -97,7 +100,11 @@ class Runtime:
         self.progress = progress
         self.passphrase_prompt = passphrase_prompt
         self.on_disconnect = on_disconnect
+        self.detached = detached
+        self.log_path = log_path
         self.provider: providers.Provider | None = None
+        self.endpoint: providers.Endpoint | None = None
+        self.heartbeat: Heartbeat | None = None
         self.session: ssh.Session | None = None
         self.remote: RemoteHost | None = None
         self.forwarder: Forwarder | None = None
@@ -121,7 +128,7 @@ class Runtime:
                 hint=f"stop it with 'remote-runtime down {profile.name}' or Ctrl-C in its terminal",
             )
         self.provider = providers.for_profile(profile)
-        endpoint = self.provider.prepare(progress)
+        endpoint = self.endpoint = self.provider.prepare(progress)
         progress(f"connecting to {endpoint.description or endpoint.host} over SSH")
         self.session = ssh.connect(
             endpoint,
@@ -147,6 +154,7 @@ class Runtime:
             allow_root=probe.is_root,
             on_disconnect=self.on_disconnect,
         )
+        self._start_heartbeat()
         progress("checking the runtime through the tunnel, as Colab will")
         report = health.wait_healthy(
             port, token, deadline=max(deadline, time.monotonic() + 15),
@@ -176,10 +184,17 @@ class Runtime:
         state.claim(state.Record(
             name=profile.name, kind=profile.kind, pid=os.getpid(), port=port, token=token,
             run_id=run_id, target=self.info.target, profiles_path=str(profile.source),
-            remote_log=self.server.log_path,
+            remote_log=self.server.log_path, detached=self.detached, log_path=self.log_path,
+            endpoint=endpoint.to_dict(),
         ))
         self._record_written = True
         return self.info
+
+    def _start_heartbeat(self) -> None:
+        assert self.session is not None and self.server is not None
+        assert self.server.process is not None
+        interval = min(30.0, self.profile.jupyter.lease_seconds / 4)
+        self.heartbeat = Heartbeat(self.session, self.server.process, interval=interval).start()
 
     def _wanted_port(self) -> tuple[int, bool]:
         if self.port_request is not None:
@@ -238,15 +253,45 @@ class Runtime:
     def wait(self, stop: threading.Event, interval: float = 0.5) -> None:
         """Block until `stop` is set; raise if the connection or the server dies."""
         while not stop.wait(interval):
-            if self.session is None or not self.session.alive:
+            lost = self.heartbeat is not None and self.heartbeat.lost.is_set()
+            if self.session is None or not self.session.alive or lost:
+                reason = self.heartbeat.reason if lost and self.heartbeat else "connection closed"
                 raise SSHError(
-                    f"lost the SSH connection to {self.profile.name}",
+                    f"lost the SSH connection to {self.profile.name} ({reason})",
                     hint="the remote server stops itself when its connection drops",
                 )
             if self.server is not None and self.server.process is not None \
                     and self.server.process.closed:
                 raise RemoteSetupError("the remote Jupyter server stopped unexpectedly",
                                        details=self._log_tail_for_errors())
+
+    def abort(self) -> None:
+        """From another thread: make a running start() fail fast."""
+        if self.session is not None:
+            self.session.transport.close()
+
+    def reconnect(self) -> None:
+        """New SSH connection to the same endpoint; the forwarder keeps its port
+        and the remote server (started with on_disconnect='lease') kept running.
+        Raises SSHError while the host is unreachable, RemoteSetupError if the
+        server is gone (its lease ran out)."""
+        assert self.endpoint is not None and self.server is not None
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        if self.session is not None:
+            self.session.close()
+        session = ssh.connect(self.endpoint, accept_new_host_key=False,
+                              passphrase_prompt=self.passphrase_prompt)
+        try:
+            remote = RemoteHost(session, self.profile.jupyter)
+            remote.attach(self.server)
+        except BaseException:
+            session.close()
+            raise
+        self.session, self.remote = session, remote
+        if self.forwarder is not None:
+            self.forwarder.set_transport(session.transport)
+        self._start_heartbeat()
 
     # --- teardown --------------------------------------------------------------
 
@@ -257,6 +302,8 @@ class Runtime:
                 return []
             self._closed = True
         done: list[str] = []
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
 
         def step(label: str, action: Callable[[], str | None]) -> None:
             try:
@@ -269,9 +316,12 @@ class Runtime:
 
         if self.server is not None and self.remote is not None and self.session is not None:
             remote, server = self.remote, self.server
+            label = f"stopped the remote Jupyter server (pid {server.server_pid}) and its kernels"
             if self.session.alive:
-                step(f"stopped the remote Jupyter server (pid {server.server_pid}) and its kernels",
-                     lambda: remote.stop(server))
+                step(label, lambda: remote.stop(server))
+            elif self.on_disconnect == "lease" and self.endpoint is not None:
+                # Between reconnects: one fresh connection to stop it now, not at lease end.
+                step(label, self._stop_over_new_connection)
             else:
                 done.append("SSH connection already lost: the remote server stops itself "
                             "(it watches its connection)")
@@ -293,6 +343,17 @@ class Runtime:
         if self._record_written:
             state.remove(self.profile.name, pid=os.getpid())
         return done
+
+    def _stop_over_new_connection(self) -> str:
+        assert self.endpoint is not None and self.server is not None
+        try:
+            session = ssh.connect(self.endpoint)
+        except SSHError as exc:
+            return (f"host unreachable ({exc.message}); the server stops itself within "
+                    f"{self.profile.jupyter.lease_seconds}s (its lease)")
+        with session:
+            self.server.process = None
+            return RemoteHost(session, self.profile.jupyter).stop(self.server)
 
     def __enter__(self) -> Runtime:
         return self

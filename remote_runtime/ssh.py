@@ -255,6 +255,24 @@ class Session:
     def alive(self) -> bool:
         return self.transport.is_active()
 
+    def ping(self, timeout: float) -> bool:
+        """Ask the server for an answer (keepalive@openssh.com) within `timeout`.
+
+        paramiko's own keepalive wants no reply, so a path that silently
+        drops packets (a sleeping laptop, a dead Wi-Fi) is only noticed here.
+        """
+        answered = threading.Event()
+
+        def send() -> None:
+            try:
+                self.transport.global_request("keepalive@openssh.com", wait=True)
+            except (OSError, EOFError, paramiko.SSHException):
+                return
+            answered.set()
+
+        threading.Thread(target=send, name="ssh-ping", daemon=True).start()
+        return answered.wait(timeout) and self.transport.is_active()
+
     def run(self, command: str, *, stdin: str | None = None, timeout: float = 60.0) -> CommandResult:
         """Run `command` through the remote user's shell and wait for it.
 

@@ -38,6 +38,7 @@ class Record:
     log_path: str = ""  # the supervisor's log, for detached runtimes
     remote_log: str = ""
     reconnects: int = 0
+    endpoint: dict[str, Any] = field(default_factory=dict)  # providers.Endpoint.to_dict()
     version: int = VERSION
 
     @property

@@ -9,9 +9,9 @@ VM). Only `providers.gce` imports Google's libraries.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ..profiles import Profile
@@ -47,6 +47,26 @@ class Endpoint:
     # Extra text for `list` and messages, e.g. "gce my-project/us-central1-a/vm".
     description: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form, kept in a runtime's state record so `down` and
+        `logs` reach the host without preparing it again (no VM start)."""
+        data = asdict(self)
+        for key in ("identity_file", "known_hosts"):
+            data[key] = str(data[key]) if data[key] is not None else None
+        data["trusted_host_keys"] = [list(pair) for pair in self.trusted_host_keys]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Endpoint:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for key in ("identity_file", "known_hosts"):
+            if values.get(key):
+                values[key] = Path(values[key])
+        values["trusted_host_keys"] = tuple(
+            (str(t), str(b)) for t, b in values.get("trusted_host_keys", ()))
+        return cls(**values)
 
 
 class Provider(Protocol):

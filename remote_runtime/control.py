@@ -1,0 +1,215 @@
+"""Runtimes across processes: list, status, down, logs. Returns data.
+
+Works from state records alone, so any terminal can inspect or stop a runtime
+that another process (a foreground `up`, a supervisor, a `run`) owns. A record
+whose owner is gone is reported as stale and cleaned by `down`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import health, jupyter, ssh, state
+from .errors import NotRunningError, RemoteRuntimeError, SSHError, StateError
+from .profiles import Profile, ProfileSet
+from .providers import Endpoint
+from .remote import RemoteHost, ServerHandle, agent_command
+
+STOP_WAIT = 90.0  # a supervisor stops the server (<= 40 s) and closes everything
+
+
+@dataclass
+class RuntimeStatus:
+    """One profile and what is known of its runtime."""
+
+    profile: Profile
+    record: state.Record | None
+    state: str  # "up", "down" or "stale"
+    health: health.HealthReport | None = None
+    live_status: str | None = None  # GCE instance status with --refresh
+
+    def to_dict(self, *, show_token: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "name": self.profile.name,
+            "kind": self.profile.kind,
+            "target": self.profile.target,
+            "state": self.state,
+            "jupyter_port": self.profile.jupyter.port,
+        }
+        if self.live_status is not None:
+            data["instance_status"] = self.live_status
+        record = self.record
+        if record is not None and self.state == "up":
+            url = record.url
+            data.update(
+                url=url if show_token else jupyter.redact(url),
+                port=record.port,
+                pid=record.pid,
+                since=record.since,
+                detached=record.detached,
+                reconnects=record.reconnects,
+            )
+            if show_token:
+                data["token"] = record.token
+        elif record is not None:
+            data["stale"] = f"owner process {record.pid} is gone"
+        if self.health is not None:
+            data["health"] = self.health.to_dict()
+        return data
+
+
+def _status_of(profile: Profile, record: state.Record | None) -> RuntimeStatus:
+    if record is None:
+        return RuntimeStatus(profile, None, "down")
+    return RuntimeStatus(profile, record, "up" if record.alive else "stale")
+
+
+def list_runtimes(
+    profiles: ProfileSet, *, check_health: bool = True
+) -> tuple[list[RuntimeStatus], list[str]]:
+    """Every profile with its runtime state; unreadable records become warnings."""
+    records, problems = state.read_all()
+    rows = []
+    for profile in profiles.profiles.values():
+        row = _status_of(profile, records.get(profile.name))
+        if check_health and row.state == "up" and row.record is not None:
+            row.health = health.quick_check(row.record.port, row.record.token)
+        rows.append(row)
+    for name in sorted(set(records) - set(profiles.profiles)):
+        problems.append(f"runtime '{name}' is recorded but its profile is not in {profiles.path}")
+    return rows, problems
+
+
+def _live_record(profiles: ProfileSet, name: str) -> tuple[Profile, state.Record]:
+    profile = profiles.get(name)
+    record = state.get(name)
+    if record is None:
+        raise NotRunningError(f"runtime '{name}' is not up",
+                              hint=f"start it with 'remote-runtime up {name} --detach'")
+    if not record.alive:
+        raise NotRunningError(
+            f"runtime '{name}' is not up: its owner process {record.pid} is gone",
+            hint=f"clean up with 'remote-runtime down {name}'")
+    return profile, record
+
+
+def status(profiles: ProfileSet, name: str) -> RuntimeStatus:
+    """Run the full health check now, through the runtime's forwarded port."""
+    profile, record = _live_record(profiles, name)
+    row = _status_of(profile, record)
+    row.health = health.check(record.port, record.token)
+    return row
+
+
+def _is_our_process(pid: int, name: str) -> bool:
+    """Guard against a recycled PID: the owner's command line names us and the runtime."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    text = [a.decode(errors="replace") for a in argv]
+    ours = any("remote_runtime" in a or "remote-runtime" in a for a in text)
+    return ours and name in text
+
+
+def _wait_gone(pid: int, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        if not state.pid_alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def down(profiles: ProfileSet, name: str, progress: Callable[[str], None]) -> list[str]:
+    """Tear a runtime down from any terminal; clean up after a dead owner."""
+    profile = profiles.get(name)
+    try:
+        record = state.get(name)
+    except StateError as exc:
+        state.discard_corrupt(name)
+        return [f"removed an unreadable state record ({exc.message})"]
+    if record is None:
+        raise NotRunningError(f"runtime '{name}' is not up")
+    done: list[str] = []
+    if record.alive and _is_our_process(record.pid, name):
+        progress(f"asking process {record.pid} to tear '{name}' down")
+        os.kill(record.pid, signal.SIGTERM)
+        if _wait_gone(record.pid, time.monotonic() + STOP_WAIT):
+            done.append(f"process {record.pid} tore the runtime down")
+        else:
+            os.kill(record.pid, signal.SIGKILL)
+            _wait_gone(record.pid, time.monotonic() + 5)
+            done.append(f"process {record.pid} did not stop within {STOP_WAIT:.0f}s; killed it")
+        if state.get(name) is None:
+            return done
+    elif record.alive:
+        done.append(f"process {record.pid} is not a remote-runtime process (PID reused)")
+    done.extend(_clean_stale(profile, record, progress))
+    state.remove(name)
+    done.append("removed the state record")
+    return done
+
+
+def _clean_stale(profile: Profile, record: state.Record,
+                 progress: Callable[[str], None]) -> list[str]:
+    """The owner died: stop the remote server now rather than at lease end."""
+    if not record.endpoint:
+        return ["no endpoint recorded; the remote server stops itself when its lease ends"]
+    progress(f"owner process {record.pid} is gone; stopping the remote server directly")
+    handle = ServerHandle(run_id=record.run_id, port=record.port, server_pid=0, monitor_pid=0,
+                          log_path=record.remote_log, jupyter=[])
+    try:
+        with ssh.connect(Endpoint.from_dict(record.endpoint)) as session:
+            reason = RemoteHost(session, profile.jupyter).stop(handle)
+    except RemoteRuntimeError as exc:
+        return [f"could not stop the remote server ({exc.message}); it stops itself within "
+                f"{profile.jupyter.lease_seconds}s of its last lease renewal"]
+    done = [f"remote server: {reason}"]
+    if profile.gce is not None and profile.gce.stop_on_exit:
+        from .providers import for_profile
+
+        messages: list[str] = []
+        try:
+            for_profile(profile).close(messages.append)
+        except RemoteRuntimeError as exc:
+            messages.append(f"could not stop the VM: {exc.message}")
+        done.extend(messages)
+    return done
+
+
+def down_all(profiles: ProfileSet, progress: Callable[[str], None]) -> dict[str, list[str]]:
+    records, _problems = state.read_all()
+    results: dict[str, list[str]] = {}
+    for name in sorted(records):
+        if name in profiles.profiles:
+            results[name] = down(profiles, name, progress)
+    return results
+
+
+def logs(profiles: ProfileSet, name: str, *, follow: bool, lines: int,
+         write: Callable[[str], None]) -> None:
+    """Write the remote server's log (token hidden) to `write`, line by line."""
+    profile, record = _live_record(profiles, name)
+    if not record.endpoint:
+        raise NotRunningError(f"runtime '{name}' has no recorded endpoint")
+    args = ["logs", record.run_id] + (["-f"] if follow else [])
+    command = f"RR_LINES={int(lines)} " + agent_command(profile.jupyter.python, *args)
+    with ssh.connect(Endpoint.from_dict(record.endpoint)) as session:
+        process = session.start(command)
+        try:
+            while True:
+                try:
+                    line = process.read_line(timeout=3600)
+                except SSHError:
+                    break
+                if line is None:
+                    break
+                write(line.replace(record.token, "<hidden>"))
+        finally:
+            process.close()

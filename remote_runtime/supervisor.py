@@ -1,0 +1,227 @@
+"""Detached runtimes: a background supervisor that owns the tunnel.
+
+`spawn()` (run by `up --detach`) starts our own hidden entry point,
+`remote-runtime _supervise NAME`, in a new session. The supervisor brings the
+runtime up and reports on its stdout as JSON lines (progress, then `ready`
+or `error`); after `ready` it writes only to its log file. It keeps the
+runtime alive: on a lost connection it reconnects with backoff while the local
+port stays bound and the remote server keeps running under its lease. SIGTERM
+(`down`) makes it tear down through the same `finally` as the foreground.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+from . import paths, state
+from .errors import (
+    ExitCode,
+    RemoteRuntimeError,
+    RemoteSetupError,
+    SSHError,
+)
+from .profiles import Profile
+from .runtime import Runtime, RuntimeInfo
+
+BACKOFF_MAX = 30.0
+
+
+def log_path(name: str) -> Path:
+    return paths.ensure_private_dir(paths.log_dir()) / f"{name}.log"
+
+
+class _Channel:
+    """The supervisor's voice: JSON lines to the parent until ready, then the log."""
+
+    def __init__(self, stdout: IO[str], log: IO[str]):
+        self.stdout: IO[str] | None = stdout
+        self.log = log
+
+    def _log(self, text: str) -> None:
+        self.log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {text}\n")
+        self.log.flush()
+
+    def progress(self, message: str) -> None:
+        self._log(message)
+        self._send({"progress": message})
+
+    def _send(self, obj: dict[str, Any]) -> None:
+        if self.stdout is None:
+            return
+        try:
+            self.stdout.write(json.dumps(obj) + "\n")
+            self.stdout.flush()
+        except (OSError, ValueError):
+            self.stdout = None  # the parent went away; keep going, log only
+
+    def ready(self, info: RuntimeInfo) -> None:
+        self._log(f"ready on port {info.port} (run {info.run_id})")
+        self._send({"ready": info.to_dict()})
+        if self.stdout is not None:
+            self.stdout.close()
+        self.stdout = None
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+
+    def error(self, exc: RemoteRuntimeError) -> None:
+        self._log(f"error: {exc.message}")
+        self._send({"error": exc.message, "hint": exc.hint, "details": exc.details,
+                    "exit_code": int(exc.exit_code)})
+
+    def note(self, text: str) -> None:
+        self._log(text)
+
+
+def supervise(profile: Profile, *, port: int | None, timeout: float,
+              accept_new_host_key: bool) -> int:
+    """The hidden `_supervise` command: up, keep up, tear down on SIGTERM."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    log_file = log_path(profile.name).open("a", encoding="utf-8")
+    channel = _Channel(sys.stdout, log_file)
+    runtime = Runtime(profile, port=port, timeout=timeout,
+                      accept_new_host_key=accept_new_host_key, progress=channel.progress,
+                      on_disconnect="lease", detached=True,
+                      log_path=str(log_path(profile.name)))
+    status = 0
+    try:
+        info = _start_interruptibly(runtime, stop)
+        if info is None:
+            channel.error(RemoteRuntimeError("stopped before the runtime was up"))
+            return int(ExitCode.INTERRUPTED)
+        channel.ready(info)
+        keep_alive(runtime, stop, channel.note)
+    except RemoteRuntimeError as exc:
+        channel.error(exc)
+        status = int(exc.exit_code)
+    finally:
+        for line in runtime.close():
+            channel.note(f"teardown: {line}")
+        log_file.close()
+    return status
+
+
+def _start_interruptibly(runtime: Runtime, stop: threading.Event) -> RuntimeInfo | None:
+    """Start in a thread so SIGTERM during a long install still tears down."""
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["info"] = runtime.start()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, name="runtime-start", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        if stop.wait(0.2):
+            # Cut the connection so start() fails fast, let it unwind, then the
+            # caller's close() releases whatever it had acquired.
+            runtime.abort()
+            thread.join(timeout=60)
+            return None
+    if "error" in result:
+        raise result["error"]
+    info: RuntimeInfo = result["info"]
+    return info
+
+
+def keep_alive(runtime: Runtime, stop: threading.Event, note: Callable[[str], None]) -> None:
+    """Wait until stopped; on a lost connection reconnect with backoff until the
+    remote server's lease would have run out."""
+    lease = runtime.profile.jupyter.lease_seconds
+    while not stop.is_set():
+        try:
+            runtime.wait(stop)
+            return
+        except SSHError as exc:
+            note(f"{exc.message}; reconnecting")
+        lost_at, delay = time.monotonic(), 1.0
+        while not stop.is_set():
+            if time.monotonic() - lost_at > lease:
+                raise SSHError(f"could not reconnect within the lease ({lease}s); "
+                               "the remote server has stopped itself")
+            try:
+                runtime.reconnect()
+            except RemoteSetupError:
+                raise
+            except SSHError as exc:
+                note(f"reconnect failed: {exc.message}; next try in {delay:.0f}s")
+                stop.wait(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+                continue
+            record = state.get(runtime.profile.name)
+            count = (record.reconnects if record else 0) + 1
+            state.update(runtime.profile.name, reconnects=count)
+            note(f"reconnected (reconnect #{count})")
+            break
+
+
+def spawn(
+    name: str,
+    profiles_path: Path,
+    *,
+    port: int | None,
+    timeout: float,
+    accept_new_host_key: bool,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """Start a supervisor and relay its progress; return its `ready` info.
+
+    Raises the supervisor's error (with its exit code) if it fails to come up.
+    """
+    argv = [sys.executable, "-m", "remote_runtime.cli", "_supervise", name,
+            "--profiles", str(profiles_path), "--timeout", str(timeout)]
+    if port is not None:
+        argv += ["--port", str(port)]
+    if accept_new_host_key:
+        argv.append("--accept-new-host-key")
+    log = log_path(name)
+    with log.open("a", encoding="utf-8") as err:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=err, start_new_session=True, text=True)
+    assert process.stdout is not None
+    try:
+        for line in process.stdout:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if "progress" in message:
+                progress(str(message["progress"]))
+            elif "ready" in message:
+                info: dict[str, Any] = message["ready"]
+                info["pid"] = process.pid
+                info["log"] = str(log)
+                return info
+            elif "error" in message:
+                error = RemoteRuntimeError(message["error"], hint=message.get("hint"),
+                                           details=message.get("details"))
+                error.exit_code = ExitCode(message.get("exit_code", ExitCode.ERROR))
+                process.wait(timeout=120)
+                raise error
+        status = process.wait(timeout=120)
+        raise RemoteRuntimeError(f"the supervisor exited ({status}) before the runtime was up",
+                                 hint=f"see {log}")
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait(timeout=120)
+        raise
+    finally:
+        process.stdout.close()
