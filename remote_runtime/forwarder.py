@@ -14,6 +14,7 @@ receive buffer moves its remaining bytes on every partial read.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import errno
 import ipaddress
@@ -39,6 +40,8 @@ MAX_PACKET_SIZE = 32 * 1024
 SOCKET_READ_SIZE = 256 * 1024
 # Larger than the window, so one read drains the channel's buffer completely.
 CHANNEL_READ_SIZE = 2 * WINDOW_SIZE
+# Keep received data as chunks instead of paramiko's byte array (fewer copies).
+CHUNK_BUFFER = True
 # How long the remote side may take to accept or refuse a new channel.
 OPEN_TIMEOUT = 30.0
 # Upper bound on the time close() waits for the threads to finish.
@@ -78,6 +81,85 @@ def _disable_nagle(transport: paramiko.Transport) -> None:
     if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _ChunkBuffer:
+    """Drop-in for the ``array('B')`` inside paramiko's BufferedPipe, keeping received chunks.
+
+    paramiko copies every received byte into an array and, on read, copies it out
+    twice more (a slice, then ``tobytes``). Keeping the chunks as they arrive and
+    joining them once on read saves those copies; a read of one whole chunk is free.
+    BufferedPipe only touches its ``_buffer`` under its lock, through
+    ``frombytes``, ``len``, ``buf[:n].tobytes()`` and ``del buf[:n]``.
+    """
+
+    __slots__ = ("_chunks", "_size")
+
+    def __init__(self, initial: bytes = b"") -> None:
+        self._chunks: list[bytes] = [initial] if initial else []
+        self._size = len(initial)
+
+    def frombytes(self, data: bytes) -> None:
+        if data:
+            self._chunks.append(bytes(data))
+            self._size += len(data)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, key: slice) -> _ChunkView:
+        return _ChunkView(self, key.stop)
+
+    def __delitem__(self, key: slice) -> None:
+        stop = self._size if key.stop is None else min(key.stop, self._size)
+        self._size -= stop
+        chunks = self._chunks
+        while stop:
+            first = chunks[0]
+            if len(first) <= stop:
+                stop -= len(first)
+                del chunks[0]
+            else:
+                chunks[0] = first[stop:]
+                stop = 0
+
+    def take(self, limit: int | None) -> bytes:
+        chunks = self._chunks
+        if limit is None or limit >= self._size:
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        out = bytearray()
+        for chunk in chunks:
+            if len(out) + len(chunk) >= limit:
+                out += chunk[: limit - len(out)]
+                break
+            out += chunk
+        return bytes(out)
+
+
+class _ChunkView:
+    """What ``buffer[:n]`` returns: just enough for BufferedPipe's ``.tobytes()``."""
+
+    __slots__ = ("_buffer", "_limit")
+
+    def __init__(self, buffer: _ChunkBuffer, limit: int | None) -> None:
+        self._buffer = buffer
+        self._limit = limit
+
+    def tobytes(self) -> bytes:
+        return self._buffer.take(self._limit)
+
+
+def _use_chunk_buffer(channel: paramiko.Channel) -> None:
+    """Swap the channel's receive array for a `_ChunkBuffer`, under the pipe's own lock.
+
+    Does nothing if this paramiko's BufferedPipe does not look as expected.
+    """
+    pipe = getattr(channel, "in_buffer", None)
+    lock = getattr(pipe, "_lock", None)
+    if lock is None or not isinstance(getattr(pipe, "_buffer", None), array.array):
+        return
+    with lock:
+        pipe._buffer = _ChunkBuffer(pipe._buffer.tobytes())  # type: ignore[union-attr]
 
 
 class _Connection:
@@ -463,6 +545,8 @@ class Forwarder:
                 exc,
             )
             return None
+        if CHUNK_BUFFER:
+            _use_chunk_buffer(channel)
         with conn.lock:
             conn.channel = channel
             closed = self._closing

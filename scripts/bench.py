@@ -1,0 +1,608 @@
+"""Benchmark the data path: direct, OpenSSH `ssh -L`, sshtunnel and our Forwarder.
+
+Everything runs on this machine's loopback: a throwaway OpenSSH sshd
+(remote_runtime.sandbox.sshd.Sshd), a target server (scripts/bench_server.py) and one
+tunnel per candidate, each in its own process. Measured, in one run:
+
+- bulk download throughput (the target streams N bytes; median of several runs),
+- request latency p50/p99 with a new connection per request and on one kept-alive
+  connection (64-byte echo),
+- how many of 500 concurrent connections get their request answered.
+
+Usage: python scripts/bench.py [--quick]
+
+Every load loop is bounded in count and time; only processes started here are
+stopped, by PID, in `finally`. Not a timed test: run it by hand on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import re
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import paramiko  # noqa: E402
+
+from remote_runtime.sandbox.sshd import Sshd, free_port  # noqa: E402
+
+READY_TIMEOUT = 20.0
+IO_TIMEOUT = 30.0
+PHASE_TIME_CAP = 30.0  # no latency loop runs longer than this
+MSG = 64
+ECHO_PAYLOAD = bytes(range(MSG))
+GCM = "aes128-gcm@openssh.com"
+TUNNEL_SCRIPT = str(HERE / "bench_tunnel.py")
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+class Processes:
+    """Every process this script starts, stopped (by PID, via Popen) on exit."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        proc: subprocess.Popen[bytes] = subprocess.Popen(argv, **kwargs)  # type: ignore[call-overload]
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        """Close stdin (our helpers then exit on their own), then terminate, then kill."""
+        for proc in self.procs:
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+        deadline = time.monotonic() + 3.0
+        for proc in reversed(self.procs):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+
+
+def read_line(proc: subprocess.Popen[bytes], prefix: str, timeout: float) -> str:
+    """First stdout line of `proc` starting with `prefix` (bounded by `timeout`)."""
+    found: list[str] = []
+
+    def reader() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace").strip()
+            if line.startswith(prefix):
+                found.append(line)
+                return
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not found:
+        raise RuntimeError(f"{proc.args!r} did not print {prefix!r} within {timeout:.0f}s")
+    return found[0]
+
+
+# -- client measurements -----------------------------------------------------------------------
+
+
+def recv_exactly(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("connection closed early")
+        buf += chunk
+    return bytes(buf)
+
+
+def echo_once(port: int, timeout: float = 5.0) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(f"ECHO {MSG}\n".encode() + ECHO_PAYLOAD)
+        if recv_exactly(sock, MSG) != ECHO_PAYLOAD:
+            raise ConnectionError("echo mismatch")
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes] | None) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        try:
+            echo_once(port, timeout=2.0)
+            return
+        except OSError as exc:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"tunnel exited with status {proc.returncode}") from exc
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"port {port} did not answer within {READY_TIMEOUT}s") from exc
+            time.sleep(0.1)
+
+
+def bulk_once(port: int, size: int) -> float:
+    """MB/s (10**6 bytes per second) for one download of `size` bytes."""
+    buf = memoryview(bytearray(4 * 1024 * 1024))
+    start = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT) as sock:
+        sock.sendall(f"BULK {size}\n".encode())
+        got = 0
+        while got < size:
+            n = sock.recv_into(buf)
+            if n == 0:
+                raise ConnectionError(f"bulk stream ended after {got} of {size} bytes")
+            got += n
+    return size / (time.perf_counter() - start) / 1e6
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process we started (0 if unknown)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p50 = statistics.median(ordered)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return p50, p99
+
+
+def latency_new_connection(port: int, count: int) -> tuple[float, float, int]:
+    """p50, p99 (ms) of connect + 64-byte echo + close; and the number of samples."""
+    samples: list[float] = []
+    header = f"ECHO {MSG}\n".encode()
+    cap = time.monotonic() + PHASE_TIME_CAP
+    for _ in range(count):
+        start = time.perf_counter()
+        with socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(header + ECHO_PAYLOAD)
+            recv_exactly(sock, MSG)
+        samples.append((time.perf_counter() - start) * 1000)
+        if time.monotonic() > cap:
+            break
+    return (*percentiles(samples), len(samples))
+
+
+def latency_kept_alive(port: int, count: int) -> tuple[float, float, int]:
+    """p50, p99 (ms) of a 64-byte echo on one kept-alive connection."""
+    samples: list[float] = []
+    cap = time.monotonic() + PHASE_TIME_CAP
+    with socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(f"ECHO {MSG}\n".encode())
+        for _ in range(min(50, count)):  # warm up
+            sock.sendall(ECHO_PAYLOAD)
+            recv_exactly(sock, MSG)
+        for _ in range(count):
+            start = time.perf_counter()
+            sock.sendall(ECHO_PAYLOAD)
+            recv_exactly(sock, MSG)
+            samples.append((time.perf_counter() - start) * 1000)
+            if time.monotonic() > cap:
+                break
+    return (*percentiles(samples), len(samples))
+
+
+def concurrent(port: int, count: int, timeout: float) -> int:
+    """Open `count` connections at once, then echo on each; return how many were answered.
+
+    All connections stay open until every one has finished (or the deadline passed),
+    so the tunnel really holds `count` connections at the same time.
+    """
+    connected = threading.Semaphore(0)
+    finished = threading.Semaphore(0)
+    go = threading.Event()
+    release = threading.Event()
+    ok = [False] * count
+    deadline = time.monotonic() + 3 * timeout
+
+    def client(i: int) -> None:
+        sock = None
+        try:
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+            finally:
+                connected.release()
+            go.wait(timeout)
+            sock.sendall(f"ECHO {MSG}\n".encode() + ECHO_PAYLOAD)
+            ok[i] = recv_exactly(sock, MSG) == ECHO_PAYLOAD
+        except OSError:
+            pass
+        finally:
+            finished.release()
+            if sock is not None:
+                release.wait(max(0.0, deadline - time.monotonic()))
+                sock.close()
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for _ in range(count):
+        if not connected.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            break
+    go.set()
+    for _ in range(count):
+        if not finished.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            break
+    answered = sum(ok)
+    release.set()
+    for thread in threads:
+        thread.join(max(0.0, deadline + 5 - time.monotonic()))
+    return answered
+
+
+# -- candidates --------------------------------------------------------------------------------
+
+
+@dataclass
+class Candidate:
+    name: str
+    port: int | None = None
+    note: str = ""
+    error: str | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    cpu_per_gb: list[float] = field(default_factory=list)
+    bulk: list[float] = field(default_factory=list)
+    new_conn: tuple[float, float, int] | None = None
+    kept_alive: tuple[float, float, int] | None = None
+    concurrent_ok: int | None = None
+
+    @property
+    def bulk_median(self) -> float | None:
+        return statistics.median(self.bulk) if self.bulk else None
+
+
+def start_openssh(
+    procs: Processes, sshd: Sshd, workdir: Path, target: int, cipher: str | None
+) -> tuple[int, subprocess.Popen[bytes], str]:
+    known_hosts = workdir / "known_hosts"
+    known_hosts.write_text(sshd.known_hosts_line("127.0.0.1") + "\n")
+    port = free_port("127.0.0.1")
+    log = workdir / f"ssh-{cipher or 'default'}.log"
+    argv = [
+        "ssh", "-F", "/dev/null", "-v", "-N",
+        "-o", "BatchMode=yes",
+        "-o", "ExitOnForwardFailure=yes",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", f"UserKnownHostsFile={known_hosts}",
+        "-o", "IdentitiesOnly=yes",
+        "-i", str(sshd.client_key),
+        "-p", str(sshd.port),
+        "-L", f"127.0.0.1:{port}:127.0.0.1:{target}",
+    ]  # fmt: skip
+    if cipher:
+        argv += ["-c", cipher]
+    argv.append(f"{sshd.user}@127.0.0.1")
+    with log.open("wb") as err:
+        proc = procs.start(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+    wait_ready(port, proc)
+    match = re.search(r"kex: server->client cipher: (\S+)", log.read_text(errors="replace"))
+    return port, proc, match.group(1) if match else "?"
+
+
+def start_python_tunnel(
+    procs: Processes, sshd: Sshd, target: int, impl: str, extra: list[str]
+) -> tuple[int, subprocess.Popen[bytes], str]:
+    argv = [
+        sys.executable, TUNNEL_SCRIPT,
+        "--impl", impl,
+        "--ssh-port", str(sshd.port),
+        "--user", sshd.user,
+        "--key", str(sshd.client_key),
+        "--host-key-line", sshd.host_key_line,
+        "--target-port", str(target),
+        *extra,
+    ]  # fmt: skip
+    proc = procs.start(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    _, port, cipher = read_line(proc, "READY", READY_TIMEOUT).split()
+    wait_ready(int(port), proc)
+    return int(port), proc, cipher
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def ratio(value: float | None, base: float | None) -> str:
+    if value is None or not base:
+        return "n/a"
+    return f"{value / base:.2f}x"
+
+
+def table(cands: list[Candidate], baseline: Candidate, concurrency: int) -> str:
+    head = (
+        "| path | cipher | bulk MB/s | vs ssh default | tunnel CPU s/GB | new conn p50 / p99 ms "
+        "| kept-alive p50 / p99 ms | kept-alive p50 vs ssh default "
+        f"| {concurrency} concurrent |"
+    )
+    rows = [head, "|" + "---|" * 9]
+    base_ka = baseline.kept_alive[0] if baseline.kept_alive else None
+    for c in cands:
+        if c.error:
+            rows.append(f"| {c.name} | n/a: {c.error} |" + " |" * 7)
+            continue
+        new = f"{fmt(c.new_conn[0], '.3f')} / {fmt(c.new_conn[1], '.3f')}" if c.new_conn else "n/a"
+        ka = (
+            f"{fmt(c.kept_alive[0], '.3f')} / {fmt(c.kept_alive[1], '.3f')}"
+            if c.kept_alive
+            else "n/a"
+        )
+        ka_p50 = c.kept_alive[0] if c.kept_alive else None
+        conc = "n/a" if c.concurrent_ok is None else f"{c.concurrent_ok}/{concurrency}"
+        rows.append(
+            f"| {c.name} | {c.note} | {fmt(c.bulk_median, '.0f')} "
+            f"| {ratio(c.bulk_median, baseline.bulk_median)} "
+            f"| {fmt(statistics.median(c.cpu_per_gb) if c.cpu_per_gb else None, '.2f')} "
+            f"| {new} | {ka} "
+            f"| {ratio(ka_p50, base_ka)} | {conc} |"
+        )
+    return "\n".join(rows)
+
+
+def targets(by_name: dict[str, Candidate], concurrency: int) -> list[tuple[bool | None, str]]:
+    ours, ssh, tun = by_name["forwarder"], by_name["openssh default"], by_name["sshtunnel"]
+    out: list[tuple[bool | None, str]] = []
+
+    def check(ok: bool | None, text: str) -> None:
+        out.append((ok, text))
+
+    if ours.bulk_median and ssh.bulk_median:
+        r = ours.bulk_median / ssh.bulk_median
+        check(r >= 1.0, f"bulk: forwarder {r:.2f}x OpenSSH default ssh -L (target >= 1.0x)")
+    else:
+        check(None, "bulk vs OpenSSH default: not measured")
+    if ours.bulk_median and tun.bulk_median:
+        r = ours.bulk_median / tun.bulk_median
+        check(r >= 2.5, f"bulk: forwarder {r:.2f}x sshtunnel (target >= 2.5x)")
+    else:
+        check(None, f"bulk vs sshtunnel: n/a ({tun.error or 'not measured'})")
+    if ours.concurrent_ok is not None:
+        check(
+            ours.concurrent_ok == concurrency,
+            f"concurrency: forwarder served {ours.concurrent_ok}/{concurrency} (target all)",
+        )
+    else:
+        check(None, "concurrency: not measured")
+    if ours.kept_alive and ssh.kept_alive:
+        r = ours.kept_alive[0] / ssh.kept_alive[0]
+        check(
+            r <= 2.0,
+            f"kept-alive p50: forwarder {ours.kept_alive[0]:.3f} ms = {r:.2f}x OpenSSH default "
+            "(target <= 2.0x)",
+        )
+    else:
+        check(None, "kept-alive latency: not measured")
+    return out
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def terminate_gracefully() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit so every `finally` below runs."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_phase(cands: list[Candidate], label: str, fn: Callable[[Candidate], None]) -> None:
+    for c in cands:
+        if c.error or c.port is None:
+            continue
+        try:
+            fn(c)
+        except Exception as exc:
+            print(f"  {c.name}: {label} failed: {exc}", flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short run (smaller, fewer)")
+    parser.add_argument("--bulk-mib", type=int, help="bulk download size (default 512, quick 64)")
+    parser.add_argument("--runs", type=int, help="bulk runs per path (default 3)")
+    parser.add_argument("--concurrency", type=int, default=500)
+    parser.add_argument(
+        "--only", help="comma-separated subset of: direct,openssh,sshtunnel,forwarder"
+    )
+    parser.add_argument(
+        "--phases",
+        default="bulk,latency,concurrency",
+        help="comma-separated subset of: bulk,latency,concurrency",
+    )
+    parser.add_argument(
+        "--forwarder-args",
+        default="",
+        help="extra bench_tunnel.py options for our forwarder (tuning experiments)",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=ARGS",
+        help="also measure our forwarder with these bench_tunnel.py options",
+    )
+    args = parser.parse_args()
+    bulk_mib = args.bulk_mib or (64 if args.quick else 512)
+    runs = args.runs or 3
+    new_count = 300 if args.quick else 2000
+    ka_count = 1000 if args.quick else 5000
+    only = set(args.only.split(",")) if args.only else None
+
+    print(
+        f"bench: {platform.node()} {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"paramiko {paramiko.__version__}, "
+        + subprocess.run(["ssh", "-V"], check=False, capture_output=True, text=True).stderr.strip(),
+        flush=True,
+    )
+    print(
+        f"bulk {bulk_mib} MiB x {runs} runs (median); latency {new_count} new-connection and "
+        f"{ka_count} kept-alive 64-byte echoes; {args.concurrency} concurrent connections",
+        flush=True,
+    )
+    procs = Processes()
+    with terminate_gracefully(), tempfile.TemporaryDirectory(prefix="rr-bench-") as tmp:
+        workdir = Path(tmp)
+        try:
+            with Sshd(workdir / "sshd", listen=("127.0.0.1", 0)) as sshd:
+                server = procs.start(
+                    [sys.executable, str(HERE / "bench_server.py")],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                )
+                target = int(read_line(server, "PORT", READY_TIMEOUT).split()[1])
+                cands = setup(procs, sshd, workdir, target, only, args)
+                phases = set(args.phases.split(","))
+                return measure(cands, phases, bulk_mib, runs, new_count, ka_count, args.concurrency)
+        finally:
+            procs.stop_all()
+
+
+def setup(
+    procs: Processes,
+    sshd: Sshd,
+    workdir: Path,
+    target: int,
+    only: set[str] | None,
+    args: argparse.Namespace,
+) -> list[Candidate]:
+    def want(group: str) -> bool:
+        return only is None or group in only
+
+    cands: list[Candidate] = []
+
+    def add(name: str, group: str, starter: Callable[[], tuple[int, object, str]]) -> None:
+        cand = Candidate(name)
+        cands.append(cand)
+        if not want(group):
+            cand.error = "skipped"
+            return
+        try:
+            cand.port, proc, cand.note = starter()
+            cand.proc = proc if isinstance(proc, subprocess.Popen) else None
+        except Exception as exc:
+            cand.error = str(exc).splitlines()[0][:80]
+        print(f"  {name}: {'port ' + str(cand.port) if cand.port else cand.error}", flush=True)
+
+    def direct() -> tuple[int, object, str]:
+        wait_ready(target, None)
+        return target, None, "none"
+
+    fwd_extra = shlex.split(args.forwarder_args)
+    add("direct", "direct", direct)
+    add("openssh default", "openssh", lambda: start_openssh(procs, sshd, workdir, target, None))
+    add("openssh gcm", "openssh", lambda: start_openssh(procs, sshd, workdir, target, GCM))
+    add("sshtunnel", "sshtunnel", lambda: start_python_tunnel(procs, sshd, target, "sshtunnel", []))
+    add(
+        "forwarder",
+        "forwarder",
+        lambda: start_python_tunnel(procs, sshd, target, "forwarder", fwd_extra),
+    )
+    for spec in args.variant:
+        name, _, extra = spec.partition("=")
+        add(
+            f"forwarder {name}",
+            "forwarder",
+            lambda extra=extra: start_python_tunnel(  # type: ignore[misc]
+                procs, sshd, target, "forwarder", shlex.split(extra)
+            ),
+        )
+    return cands
+
+
+def measure(
+    cands: list[Candidate],
+    phases: set[str],
+    bulk_mib: int,
+    runs: int,
+    new_count: int,
+    ka_count: int,
+    conc: int,
+) -> int:
+    size = bulk_mib * 1024 * 1024
+
+    def bulk(c: Candidate) -> None:
+        assert c.port is not None
+        pid = c.proc.pid if c.proc else None
+        before = cpu_seconds(pid)
+        c.bulk.append(bulk_once(c.port, size))
+        used = ""
+        if pid is not None:
+            c.cpu_per_gb.append((cpu_seconds(pid) - before) / (size / 1e9))
+            used = f", tunnel process {c.cpu_per_gb[-1]:.2f} CPU s/GB"
+        print(f"  bulk run {len(c.bulk)}: {c.name} {c.bulk[-1]:.0f} MB/s{used}", flush=True)
+
+    for _ in range(runs if "bulk" in phases else 0):
+        # Rounds are interleaved so a slow moment of the machine hits every path alike.
+        run_phase(cands, "bulk", bulk)
+
+    def latency(c: Candidate) -> None:
+        assert c.port is not None
+        c.new_conn = latency_new_connection(c.port, new_count)
+        c.kept_alive = latency_kept_alive(c.port, ka_count)
+        print(
+            f"  latency: {c.name} new p50 {c.new_conn[0]:.3f} ms, "
+            f"kept-alive p50 {c.kept_alive[0]:.3f} ms",
+            flush=True,
+        )
+
+    if "latency" in phases:
+        run_phase(cands, "latency", latency)
+
+    def many(c: Candidate) -> None:
+        assert c.port is not None
+        c.concurrent_ok = concurrent(c.port, conc, timeout=10.0)
+        print(f"  concurrent: {c.name} {c.concurrent_ok}/{conc}", flush=True)
+
+    if "concurrency" in phases:
+        run_phase(cands, "concurrency", many)
+
+    by_name = {c.name: c for c in cands}
+    print()
+    print(table(cands, by_name["openssh default"], conc))
+    print()
+    results = targets(by_name, conc)
+    for ok, text in results:
+        print(f"{'n/a ' if ok is None else 'PASS' if ok else 'FAIL'}  {text}")
+    return 1 if any(ok is False for ok, _ in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

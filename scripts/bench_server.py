@@ -1,0 +1,80 @@
+"""Target server for scripts/bench.py, run as its own process on 127.0.0.1.
+
+Protocol: the client sends one line, then
+  ``BULK <n>\\n``   the server sends n bytes and closes;
+  ``ECHO <n>\\n``   the server echoes every n-byte message back until the client closes.
+Prints ``PORT <port>`` once listening and runs until stdin closes.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+
+CHUNK = b"\0" * (1024 * 1024)
+MAX_LINE = 64
+MAX_BULK = 64 * 1024**3
+MAX_ECHO = 1024 * 1024
+
+
+def _read_line(conn: socket.socket) -> bytes:
+    line = b""
+    while not line.endswith(b"\n"):
+        byte = conn.recv(1)
+        if not byte or len(line) > MAX_LINE:
+            return b""
+        line += byte
+    return line.strip()
+
+
+def _recv_exactly(conn: socket.socket, buf: memoryview) -> bool:
+    got = 0
+    while got < len(buf):
+        n = conn.recv_into(buf[got:])
+        if n == 0:
+            return False
+        got += n
+    return True
+
+
+def _handle(conn: socket.socket) -> None:
+    with conn:
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            verb, _, arg = _read_line(conn).partition(b" ")
+            size = int(arg or b"0")
+            if verb == b"BULK" and 0 <= size <= MAX_BULK:
+                view = memoryview(CHUNK)
+                while size > 0:
+                    step = min(size, len(CHUNK))
+                    conn.sendall(view[:step])
+                    size -= step
+                conn.shutdown(socket.SHUT_WR)
+            elif verb == b"ECHO" and 0 < size <= MAX_ECHO:
+                buf = memoryview(bytearray(size))
+                while _recv_exactly(conn, buf):
+                    conn.sendall(buf)
+        except (OSError, ValueError):
+            pass
+
+
+def main() -> None:
+    server = socket.create_server(("127.0.0.1", 0), backlog=4096)
+    print(f"PORT {server.getsockname()[1]}", flush=True)
+
+    def accept_loop() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=_handle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept_loop, daemon=True).start()
+    sys.stdin.read()  # the parent closes our stdin (or kills us) to stop us
+    server.close()
+
+
+if __name__ == "__main__":
+    main()
