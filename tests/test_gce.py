@@ -7,26 +7,32 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import google.cloud
+import jupyter_venv
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fake_compute import FakeCompute, Instance, Metadata
 from google.cloud import compute_v1
 
-from remote_runtime.errors import CloudError, ExitCode, SSHError
+from remote_runtime.errors import CloudError, ExitCode, HostKeyError, SSHError
 from remote_runtime.profiles import GCESettings, JupyterSettings, Profile
 from remote_runtime.providers import gce_keys
 from remote_runtime.providers.gce import GceProvider, connect, live_status
 from remote_runtime.providers.gce_api import account_email
+from remote_runtime.runtime import Runtime
+from remote_runtime.sandbox import Sandbox, netns, to_yaml
 
 PROJECT, ZONE, NAME = "proj-1", "us-central1-a", "dl-vm"
 OTHER_KEY = ("bob:ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBobBobBobBobBobBobBobBobBobBobBobBobBobBob"
@@ -54,7 +60,10 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, session_key: Path) -> 
     monkeypatch.setenv("LOGNAME", "alice")
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(home / ".config" / "gcloud"))
     for name in ("REMOTE_RUNTIME_COMPUTE_ENDPOINT", "GOOGLE_APPLICATION_CREDENTIALS",
-                 "GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT"):
+                 "GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT", "XDG_CONFIG_HOME",
+                 "XDG_STATE_HOME", "XDG_CACHE_HOME", "REMOTE_RUNTIME_CONFIG_DIR",
+                 "REMOTE_RUNTIME_STATE_DIR", "REMOTE_RUNTIME_CACHE_DIR",
+                 "REMOTE_RUNTIME_PROFILES"):
         monkeypatch.delenv(name, raising=False)
     return home
 
@@ -618,3 +627,178 @@ def test_fake_instance_json_roundtrip() -> None:
     data = Instance(PROJECT, ZONE, NAME, id=123).to_json()
     parsed = compute_v1.Instance.from_json(json.dumps(data), ignore_unknown_fields=False)
     assert parsed.network_interfaces[0].access_configs[0].nat_i_p == "203.0.113.10"
+
+
+# --- end to end: `up` on a GCE profile whose "VM" is the sandbox sshd ---------------------
+#
+# The fake API holds the instance (stopped at first), its metadata and its guest
+# attributes; the instance's host key is the sandbox sshd's, the profile's proxy_command
+# reaches that sshd in its network namespace, and `GuestAgent` plays the VM's guest agent:
+# it copies the user's keys from metadata into sshd's authorized_keys, a moment later, as
+# a real VM does (so the provider's auth retry is exercised too).
+
+TEST_CACHE = jupyter_venv.cache_root()  # resolved at import, before HOME moves to tmp_path
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    reason = netns.unavailable_reason() or (
+        None if shutil.which("sshd") or Path("/usr/sbin/sshd").exists() else "sshd missing")
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"required for CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+    with Sandbox(tmp_path_factory.mktemp("gce-sandbox"), mode="netns",
+                 remote_cache_dir=TEST_CACHE / "sandbox-remote") as box:
+        yield box
+
+
+class GuestAgent:
+    """Copies `user`'s metadata ssh-keys into the sandbox sshd's authorized_keys after `delay`."""
+
+    def __init__(self, fake: FakeCompute, vm: Instance, box: Sandbox, delay: float = 1.0):
+        assert box.sshd is not None
+        self.fake, self.vm, self.delay = fake, vm, delay
+        self.user = box.sshd.user
+        self.path = box.sshd.authorized_keys
+        self.base = box.sshd.client_key.with_suffix(".pub").read_text()
+        self.applied: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _keys(self) -> list[str]:
+        with self.fake.lock:
+            items = self.vm.metadata.items
+            value = items.get("ssh-keys", "")
+            if items.get("block-project-ssh-keys", "").lower() != "true":
+                value += "\n" + self.fake.projects[self.vm.project].items.get("ssh-keys", "")
+        return [line.split(":", 1)[1] for line in value.splitlines()
+                if line.startswith(f"{self.user}:")]
+
+    def _run(self) -> None:
+        seen_at: float | None = None
+        while not self.stop.wait(0.05):
+            keys = self._keys()
+            if keys == self.applied:
+                seen_at = None
+                continue
+            seen_at = seen_at or time.monotonic()
+            if time.monotonic() - seen_at >= self.delay:
+                self.path.write_text(self.base + "".join(f"{k}\n" for k in keys))
+                self.applied = keys
+
+    def __enter__(self) -> GuestAgent:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.path.write_text(self.base)
+
+
+def e2e_instance(fake: FakeCompute, box: Sandbox, host_key: tuple[str, str] | None = None
+                 ) -> Instance:
+    assert box.sshd is not None
+    kind, blob = host_key or tuple(box.sshd.host_key_line.split())
+    return fake.add_instance(PROJECT, ZONE, NAME, status="TERMINATED", nat_ip=None, metadata={
+        "block-project-ssh-keys": "TRUE", "enable-guest-attributes": "TRUE"},
+        host_keys={kind: blob})
+
+
+def e2e_profile(box: Sandbox, source: Path) -> Profile:
+    assert box.sshd is not None and box.sshd.proxy_command
+    body = box.profile()
+    gce = GCESettings(zone=ZONE, instance=NAME, project=PROJECT, user=box.sshd.user,
+                      proxy_command=box.sshd.proxy_command, stop_on_exit=True)
+    return Profile(name="gce-e2e", source=source, gce=gce,
+                   jupyter=JupyterSettings(**{k: v for k, v in body["jupyter"].items()
+                                              if k != "port"}))
+
+
+@pytest.mark.integration
+def test_up_on_a_gce_profile_reaches_a_healthy_jupyter(
+        fake: FakeCompute, sandbox: Sandbox, home: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    vm = e2e_instance(fake, sandbox)
+    monkeypatch.setenv("REMOTE_RUNTIME_COMPUTE_ENDPOINT", fake.url)
+    lines: list[str] = []
+    with GuestAgent(fake, vm, sandbox):
+        runtime = Runtime(e2e_profile(sandbox, tmp_path / "profiles.yaml"), timeout=600,
+                          progress=lines.append)
+        try:
+            info = runtime.start()
+            assert info.health.ok, info.health.to_dict()
+            assert info.target == f"gce {PROJECT}/{ZONE}/{NAME}"
+            with urllib.request.urlopen(  # the tunnel answers as Colab needs
+                    f"http://localhost:{info.port}/api/kernelspecs?token={info.token}",
+                    timeout=30) as response:
+                assert response.status == 200
+            assert vm.current_status() == "RUNNING"
+        finally:
+            done = runtime.close()
+    assert "instance dl-vm is TERMINATED: starting it" in lines
+    assert f"{sandbox.sshd.user}:" in vm.metadata.items["ssh-keys"]  # type: ignore[union-attr]
+    # The host key from guest attributes was accepted and recorded under gcloud's alias.
+    known = (home / ".ssh" / "google_compute_known_hosts").read_text()
+    assert f"compute.{vm.id} {sandbox.sshd.host_key_line}" in known  # type: ignore[union-attr]
+    assert done[-2:] == [f"stopping instance {NAME} (stop_on_exit)", f"instance {NAME} stopped"]
+    assert vm.current_status() == "TERMINATED"
+
+
+@pytest.mark.integration
+def test_up_refuses_a_host_key_other_than_the_published_one(
+        fake: FakeCompute, sandbox: Sandbox, home: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    vm = e2e_instance(fake, sandbox, host_key=("ssh-ed25519", ED25519))
+    monkeypatch.setenv("REMOTE_RUNTIME_COMPUTE_ENDPOINT", fake.url)
+    with GuestAgent(fake, vm, sandbox, delay=0.0):
+        runtime = Runtime(e2e_profile(sandbox, tmp_path / "profiles.yaml"), timeout=60)
+        try:
+            with pytest.raises(HostKeyError, match="guest attributes"):
+                runtime.start()
+        finally:
+            done = runtime.close()
+    assert not (home / ".ssh" / "google_compute_known_hosts").exists()
+    assert done[-1] == f"instance {NAME} stopped"  # a failed up still honours stop_on_exit
+
+
+@pytest.mark.integration
+def test_ctrl_c_tears_down_and_stops_the_instance(
+        fake: FakeCompute, sandbox: Sandbox, home: Path, tmp_path: Path) -> None:
+    vm = e2e_instance(fake, sandbox)
+    profile_ = e2e_profile(sandbox, tmp_path / "profiles.yaml")
+    assert profile_.gce is not None
+    jupyter = sandbox.profile()["jupyter"]
+    del jupyter["port"]
+    (tmp_path / "profiles.yaml").write_text(to_yaml({"profiles": {"gce-e2e": {
+        "gce": {"project": PROJECT, "zone": ZONE, "instance": NAME,
+                "user": profile_.gce.user, "proxy_command": profile_.gce.proxy_command,
+                "stop_on_exit": True},
+        "jupyter": jupyter}}}))
+    env = {**os.environ, "REMOTE_RUNTIME_COMPUTE_ENDPOINT": fake.url, "COLUMNS": "250",
+           "PYTHONUNBUFFERED": "1"}
+    argv = [sys.executable, "-c", "import sys; from remote_runtime.cli import main; "
+            "sys.exit(main())", "up", "gce-e2e", "--profiles", str(tmp_path / "profiles.yaml")]
+    with GuestAgent(fake, vm, sandbox):
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+        try:
+            stdout: list[str] = []
+            reader = threading.Thread(target=lambda: stdout.extend(iter(proc.stdout.readline, "")),  # type: ignore[union-attr]
+                                      daemon=True)
+            reader.start()
+            deadline = time.monotonic() + 600
+            while not any("is up" in line for line in stdout):
+                assert proc.poll() is None, proc.stderr.read()  # type: ignore[union-attr]
+                assert time.monotonic() < deadline, "up did not come up in time"
+                time.sleep(0.2)
+            assert vm.current_status() == "RUNNING"
+            proc.send_signal(signal.SIGINT)
+            _, stderr = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert f"instance {NAME} stopped" in stderr, stderr
+    assert vm.current_status() == "TERMINATED"

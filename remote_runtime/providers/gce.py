@@ -211,7 +211,9 @@ class GceProvider:
                 api.wait(op, zone=s.zone, doing=doing, target=self.target, deadline=deadline,
                          progress=progress)
                 acted = True
-            elif status != last:
+                instance = self._get_instance()
+                continue
+            if status != last:
                 progress(f"instance {s.instance} is {status}: waiting for it")
             last = status
             if time.monotonic() >= deadline:
