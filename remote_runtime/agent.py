@@ -59,6 +59,8 @@ def run_dir(run_id):
 def port_free(host, port):
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
+    # As tornado binds: a port with only TIME_WAIT leftovers is free for Jupyter.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
         return True

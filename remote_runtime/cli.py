@@ -246,7 +246,7 @@ def logs(
         pass
 
 
-@app.command(context_settings={"allow_interspersed_args": False})
+@app.command()
 def run(
     name: Annotated[str, typer.Argument(help="Runtime (profile) name.")],
     command: Annotated[list[str], typer.Argument(help="Command to run (after --).")],
