@@ -91,10 +91,8 @@ def check_jupyter(argv):
     found = shutil.which(os.path.expanduser(executable))
     if not found:
         return {"path": executable, "ok": False, "reason": "not found"}
-    if os.path.basename(found).startswith("python"):
-        python = found  # a command like "python3 -m jupyter"
-    else:
-        python = interpreter_of(found)
+    # A command like "python3 -m jupyter" names its interpreter itself.
+    python = found if os.path.basename(found).startswith("python") else interpreter_of(found)
     if not python:
         return {"path": found, "ok": False, "reason": "cannot tell which Python it runs on"}
     try:

@@ -27,7 +27,7 @@ import typer
 from rich.console import Console
 
 from . import __version__, control, paths, profiles, render, supervisor
-from .errors import CloudError, ExitCode, RemoteRuntimeError, SSHError
+from .errors import CloudError, ExitCode, RemoteRuntimeError
 from .runtime import Runtime
 
 app = typer.Typer(
@@ -106,7 +106,8 @@ def up(
     timeout: TimeoutOpt = 180.0,
     accept_new_host_key: AcceptOpt = False,
     detach: Annotated[bool, typer.Option(
-        "--detach", "-d", help="Return once healthy; a background supervisor keeps it up.")] = False,
+        "--detach", "-d",
+        help="Return once healthy; a background supervisor keeps it up.")] = False,
     profiles_path: ProfilesOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -124,17 +125,21 @@ def up(
     runtime = Runtime(profile, port=port, timeout=timeout,
                       accept_new_host_key=accept_new_host_key,
                       progress=_progress, passphrase_prompt=_prompt_if_tty())
+    _hold_foreground(runtime, as_json=as_json)
+
+
+def _hold_foreground(runtime: Runtime, *, as_json: bool) -> None:
+    """Start, print the URL, wait for Ctrl-C/SIGTERM/SIGHUP or a failure; always tear down."""
     stop = threading.Event()
     failure: RemoteRuntimeError | None = None
     interrupted_early = False
     try:
         with _signals_raise_interrupt():
             try:
-                info_obj = runtime.start()
+                data = runtime.start().to_dict()
             except KeyboardInterrupt:
                 interrupted_early = True
             else:
-                data = info_obj.to_dict()
                 if as_json:
                     out.print_json(json.dumps(data))
                 else:
@@ -234,20 +239,19 @@ def down(
 @app.command()
 def logs(
     name: Annotated[str, typer.Argument(help="Runtime (profile) name.")],
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+    follow: Annotated[bool, typer.Option(
+        "--follow", "-f", help="Keep printing new lines.")] = False,
     lines: Annotated[int, typer.Option("--lines", "-n", min=1, help="Lines to show.")] = 200,
     profiles_path: ProfilesOpt = None,
 ) -> None:
     """Show the remote Jupyter server's log (the token is hidden)."""
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # the way to end --follow
         control.logs(profiles.load(profiles_path), name, follow=follow, lines=lines,
                      write=lambda line: out.print(line, markup=False, highlight=False))
-    except KeyboardInterrupt:
-        pass
 
 
-@app.command()
-def run(
+@app.command("run")
+def run_command(
     name: Annotated[str, typer.Argument(help="Runtime (profile) name.")],
     command: Annotated[list[str], typer.Argument(help="Command to run (after --).")],
     port: PortOpt = None,
@@ -359,7 +363,7 @@ def report(exc: RemoteRuntimeError) -> int:
     return int(exc.exit_code)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return per outcome
     """Entry point: run the CLI and map every outcome to an exit status."""
     try:
         result = app(args=argv, prog_name="remote-runtime", standalone_mode=False)
@@ -386,12 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     return int(result) if isinstance(result, int) else 0
 
 
-def run() -> None:
-    sys.exit(main())
-
-
 if __name__ == "__main__":
-    run()
+    sys.exit(main())
 
 
 __all__ = ["app", "main"]

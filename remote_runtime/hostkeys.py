@@ -65,8 +65,8 @@ def host_matches(patterns: str, name: str) -> bool:
                 matched = True
             continue
         negated = pattern.startswith("!")
-        pattern = pattern.removeprefix("!")
-        if fnmatch.fnmatchcase(name.lower(), pattern.lower()):
+        glob = pattern.removeprefix("!")
+        if fnmatch.fnmatchcase(name.lower(), glob.lower()):
             if negated:
                 return False
             matched = True
@@ -121,7 +121,8 @@ class HostKeyChecker:
         so a host with a recorded RSA key is not reported as 'unknown' for ed25519."""
         known = [k.key_type for k in self.known if k.marker is None]
         known += [t for t, _ in self.trusted]
-        first = [t for t in offered if t in known or (t.startswith("rsa-sha2") and "ssh-rsa" in known)]
+        first = [t for t in offered
+                 if t in known or (t.startswith("rsa-sha2") and "ssh-rsa" in known)]
         return tuple(first) + tuple(t for t in offered if t not in first)
 
     def verify(self, key: ServerKey, *, accept_new: bool) -> None:

@@ -126,7 +126,7 @@ class RemoteHost:
             stdin=json.dumps(config) + "\n",
             timeout=PROBE_TIMEOUT,
         )
-        if result.status == 127 or "not found" in result.stderr and not result.stdout:
+        if result.status == 127 or ("not found" in result.stderr and not result.stdout):
             raise RemoteSetupError(
                 f"no Python interpreter '{self.settings.python}' on the remote host",
                 hint="install python3 there, or set jupyter.python in the profile",

@@ -154,8 +154,8 @@ class ProxyCommandSocket:
         try:
             self.process = subprocess.Popen(
                 ["/bin/sh", "-c", f"exec {command}"],
-                stdin=theirs,
-                stdout=theirs,
+                stdin=theirs.fileno(),
+                stdout=theirs.fileno(),
                 stderr=self._stderr,
                 start_new_session=True,
                 close_fds=True,
