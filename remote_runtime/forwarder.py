@@ -287,6 +287,8 @@ class Forwarder:
             except BaseException:
                 self._close_listeners()
                 self._close_wakeup()
+                self.bound.clear()
+                self._started = False
                 raise
         log.debug("forwarding %s to %s:%d", self.bound, self.remote_host, self.remote_port)
 
@@ -377,6 +379,7 @@ class Forwarder:
                     self.bound.append((host, port))
             except PortInUseError:
                 self._close_listeners()
+                self.bound.clear()
                 if attempt + 1 == attempts:
                     raise
                 continue
