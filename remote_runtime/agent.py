@@ -253,6 +253,7 @@ def monitor(config, directory):
     env["JUPYTER_TOKEN"] = config["token"]
     workdir = os.path.expanduser(config["workdir"])
     server_log = open(os.path.join(directory, "server.log"), "ab")
+    os.chmod(server_log.name, 0o600)
     server = subprocess.Popen(
         config["argv"], env=env, cwd=workdir, stdin=subprocess.DEVNULL,
         stdout=server_log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -369,7 +370,7 @@ def cmd_start(args):
     if not port_free(config["bind_host"], config["port"]):
         emit({"error": "port_in_use", "port": config["port"]})
         return 1
-    config_file = os.path.join(directory, "jupyter_notebook_config.json")
+    config_file = os.path.join(directory, "jupyter_notebook_config.py")
     with open(config_file, "w") as handle:
         handle.write(config["server_config"])
     workdir = os.path.expanduser(config["workdir"])

@@ -53,6 +53,41 @@ def server_config_json() -> str:
     return json.dumps(server_config(), indent=1, sort_keys=True)
 
 
+# The server's access log would record "GET /?token=..." each time the extension
+# fetches its auth URL; a Python config can swap in a log function that hides it.
+_CONFIG_PY = """\
+# Written by remote-runtime for one run of the server.
+import json as _json
+import re as _re
+
+from notebook.log import log_request as _log_request
+
+for _section, _values in _json.loads({settings!r}).items():
+    for _key, _value in _values.items():
+        setattr(getattr(c, _section), _key, _value)
+
+_TOKEN = _re.compile(r"(token=)[^&\\s]+")
+
+
+def _log_without_token(handler):
+    request = handler.request
+    uri = request.uri
+    request.uri = _TOKEN.sub(r"\\1<hidden>", uri)
+    try:
+        _log_request(handler)
+    finally:
+        request.uri = uri
+
+
+c.NotebookApp.tornado_settings["log_function"] = _log_without_token
+"""
+
+
+def server_config_py() -> str:
+    """The server config as a Python file (passed with --config on the remote)."""
+    return _CONFIG_PY.format(settings=json.dumps(server_config(), sort_keys=True))
+
+
 def server_argv(
     jupyter: list[str],
     *,

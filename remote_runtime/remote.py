@@ -221,7 +221,7 @@ class RemoteHost:
             "token": token,
             "argv": argv,
             "workdir": self.settings.workdir,
-            "server_config": jupyter.server_config_json(),
+            "server_config": jupyter.server_config_py(),
             "lease_seconds": self.settings.lease_seconds,
             "on_disconnect": on_disconnect,
         }
