@@ -24,6 +24,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fake_compute import FakeCompute, Instance, Metadata
+from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
 
 from remote_runtime.errors import CloudError, ExitCode, HostKeyError, SSHError
@@ -205,6 +206,31 @@ def test_start_times_out_with_a_deadline(fake: FakeCompute) -> None:
     gce.start_timeout = 0.8
     with pytest.raises(CloudError, match="still STAGING after 1s"):
         gce.prepare(Progress())
+
+
+def test_operation_wait_has_a_deadline(fake: FakeCompute) -> None:
+    fake.operation_seconds = 30.0
+    fake.add_instance(PROJECT, ZONE, NAME, status="TERMINATED")
+    gce = provider(fake)
+    gce.start_timeout = 1.0
+    with pytest.raises(CloudError, match=r"timed out after 1s while starting the instance "
+                       r"\(operation operation-\d+-start is still running\)") as err:
+        gce.prepare(Progress())
+    assert err.value.hint is not None and "gcloud compute operations describe" in err.value.hint
+
+
+def test_fake_serves_list_and_operation_get_to_the_real_client(fake: FakeCompute) -> None:
+    fake.add_instance(PROJECT, ZONE, NAME)
+    fake.add_instance(PROJECT, ZONE, "vm2", status="TERMINATED")
+    options = {"api_endpoint": fake.url}
+    instances = compute_v1.InstancesClient(credentials=AnonymousCredentials(),
+                                           client_options=options, transport="rest")
+    listed = {i.name: i.status for i in instances.list(project=PROJECT, zone=ZONE)}
+    assert listed == {NAME: "RUNNING", "vm2": "TERMINATED"}
+    op = instances.stop_unary(project=PROJECT, zone=ZONE, instance=NAME)
+    operations = compute_v1.ZoneOperationsClient(credentials=AnonymousCredentials(),
+                                                 client_options=options, transport="rest")
+    assert operations.get(project=PROJECT, zone=ZONE, operation=op.name).name == op.name
 
 
 # --- metadata ------------------------------------------------------------------------
@@ -424,6 +450,17 @@ def test_stop_on_exit_stops_the_vm(fake: FakeCompute) -> None:
     assert len(fake.calls_to("stop", "POST")) == 1
     assert progress.lines == [f"stopping instance {NAME} (stop_on_exit)",
                               f"instance {NAME} stopped"]
+
+
+def test_close_on_a_fresh_provider_stops_the_vm(fake: FakeCompute) -> None:
+    """`down` for a runtime whose owner died builds a new provider just to close it."""
+    vm = fake.add_instance(PROJECT, ZONE, NAME)
+    progress = Progress()
+    provider(fake, stop_on_exit=True).close(progress)
+    assert vm.current_status() == "TERMINATED"
+    assert progress.lines[-1] == f"instance {NAME} stopped"
+    provider(fake, stop_on_exit=True).close(progress)
+    assert progress.lines[-1] == f"instance {NAME} is already stopped"
 
 
 def test_close_without_stop_on_exit_does_nothing(fake: FakeCompute) -> None:

@@ -85,7 +85,10 @@ class GceProvider:
         self.settings = _settings(profile)
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
         self._api: ComputeApi | None = None
-        self._found = False  # the instance exists: close() may stop it
+        # close() on a fresh provider stops the VM (`down` for a runtime whose owner
+        # died does that); after a prepare() that never found the instance, it does not.
+        self._prepared = False
+        self._found = False
 
     @property
     def api(self) -> ComputeApi:
@@ -101,6 +104,7 @@ class GceProvider:
 
     def prepare(self, progress: Progress) -> Endpoint:
         s, api = self.settings, self.api
+        self._prepared = True
         progress(f"looking up {self.target}")
         instance = self._ensure_running(progress)
         project_items: dict[str, str] | None = None
@@ -150,7 +154,7 @@ class GceProvider:
         )
 
     def close(self, progress: Progress) -> None:
-        if not self.settings.stop_on_exit or not self._found:
+        if not self.settings.stop_on_exit or (self._prepared and not self._found):
             return
         s, api = self.settings, self.api
         status = str(self._get_instance().status)
@@ -273,7 +277,7 @@ class GceProvider:
     def _update_metadata(self, read: Any, write: Any, *, key: str, user: str, public: str,
                          where: str, zone: str | None, progress: Progress) -> None:
         """Read-modify-write one metadata item, retrying when the fingerprint went stale."""
-        from google.api_core import exceptions as gexc  # noqa: PLC0415
+        from google.api_core import exceptions as gexc
 
         compute = compute_module()
         api = self.api
@@ -330,7 +334,7 @@ class GceProvider:
 
     def _host_keys(self, progress: Progress) -> tuple[tuple[str, str], ...]:
         s, api = self.settings, self.api
-        from google.api_core import exceptions as gexc  # noqa: PLC0415
+        from google.api_core import exceptions as gexc
 
         request = compute_module().GetGuestAttributesInstanceRequest(
             project=api.project, zone=s.zone, instance=s.instance, query_path="hostkeys/")

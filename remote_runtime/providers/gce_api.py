@@ -43,7 +43,7 @@ CAPACITY_CODES = ("ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_
 
 def compute_module() -> Any:
     try:
-        from google.cloud import compute_v1  # noqa: PLC0415 - optional dependency
+        from google.cloud import compute_v1
     except ImportError as exc:
         raise CloudError(f"Google Compute Engine support is not installed ({exc})",
                          hint=INSTALL_HINT) from None
@@ -52,7 +52,7 @@ def compute_module() -> Any:
 
 def oslogin_module() -> Any:
     try:
-        from google.cloud import oslogin_v1  # noqa: PLC0415 - optional dependency
+        from google.cloud import oslogin_v1
     except ImportError as exc:
         raise CloudError(f"OS Login support is not installed ({exc})",
                          hint=INSTALL_HINT) from None
@@ -100,11 +100,11 @@ class Credentials:
 def load_credentials(endpoint: str | None, environ: Mapping[str, str]) -> Credentials:
     compute_module()  # fail with the install hint before google.auth is needed
     if is_emulator(endpoint):
-        from google.auth.credentials import AnonymousCredentials  # noqa: PLC0415
+        from google.auth.credentials import AnonymousCredentials
 
         return Credentials(AnonymousCredentials(), None, anonymous=True)
-    import google.auth  # noqa: PLC0415
-    from google.auth import exceptions as auth_exceptions  # noqa: PLC0415
+    import google.auth
+    from google.auth import exceptions as auth_exceptions
 
     try:
         path = environ.get("GOOGLE_APPLICATION_CREDENTIALS")
@@ -167,8 +167,8 @@ def translate(  # noqa: PLR0911 - one return per kind of API failure
     exc: BaseException, *, doing: str, project: str, target: str
 ) -> CloudError:
     """One CloudError line for an API failure while `doing` something to `target`."""
-    from google.api_core import exceptions as gexc  # noqa: PLC0415
-    from google.auth import exceptions as auth_exceptions  # noqa: PLC0415
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as auth_exceptions
 
     if isinstance(exc, auth_exceptions.RefreshError):
         return CloudError(f"Google credentials were refused while {doing}: {exc}",
@@ -306,8 +306,8 @@ def account_email(creds: Credentials, timeout: float = 10.0) -> str | None:
         return None
     # User credentials from 'gcloud auth application-default login' carry the
     # userinfo.email scope, so Google's tokeninfo endpoint names the account.
-    import google.auth.transport.requests  # noqa: PLC0415
-    import requests  # noqa: PLC0415
+    import google.auth.transport.requests
+    import requests
 
     try:
         if not creds.credentials.valid:

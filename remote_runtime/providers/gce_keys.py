@@ -110,8 +110,8 @@ def _generate(path: Path, comment: str, environ: Mapping[str, str]) -> None:
                            f"{(result.stderr or result.stdout).strip()}")
         return
     # No OpenSSH client: write the same kind of key with `cryptography`.
-    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
-    from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
     private = key.private_bytes(serialization.Encoding.PEM,
@@ -134,7 +134,7 @@ def _derive_public(path: Path, environ: Mapping[str, str]) -> str:
             return " ".join(result.stdout.split()[:2])
         raise SSHError(f"cannot read the public half of {path}: {result.stderr.strip()}",
                        hint=f"write it to {path}.pub yourself (ssh-keygen -y -f {path})")
-    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives import serialization
 
     try:
         key = serialization.load_ssh_private_key(path.read_bytes(), password=None)
