@@ -222,6 +222,10 @@ class _Lines(dict[tuple[str, ...], int]):
 
 def _construct(node: yaml.Node, lines: _Lines, path: tuple[str, ...], source: Path) -> Any:
     if isinstance(node, yaml.MappingNode):
+        # Resolve YAML merge keys (`<<: *defaults`) as the safe loader does; on a copy,
+        # since an anchored node may be visited again through an alias.
+        node = yaml.MappingNode(node.tag, list(node.value), node.start_mark, node.end_mark)
+        yaml.SafeLoader("").flatten_mapping(node)
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             key = _construct(key_node, lines, path, source)
@@ -249,18 +253,18 @@ def _read_yaml(source: Path) -> tuple[Any, _Lines]:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ProfileError(f"{source}: cannot read profiles file: {exc}") from None
+    lines = _Lines()
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        # Constructing can fail too (an unknown !tag, a bad !!timestamp): same message.
+        data = None if node is None else _construct(node, lines, (), source)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise ProfileError(f"{source}{where}: malformed YAML: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise ProfileError(f"{source}: malformed YAML: {exc}") from None
-    lines = _Lines()
-    if node is None:
-        return None, lines
-    return _construct(node, lines, (), source), lines
+    return data, lines
 
 
 # --- validation ---------------------------------------------------------------
