@@ -285,7 +285,8 @@ class _Problems:
         where = f" line {line}" if line else ""
         profile = f" profile '{path[1]}'" if len(path) > 1 else ""
         key = f" key '{'.'.join(path[2:])}'" if len(path) > 2 else ""
-        self.items.append(f"{self.source}{where}:{profile}{key}: {reason}".replace(": :", ":"))
+        label = f":{profile}{key}" if profile else ""
+        self.items.append(f"{self.source}{where}{label}: {reason}")
 
 
 def _section(
