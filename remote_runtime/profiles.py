@@ -243,6 +243,29 @@ def _construct(node: yaml.Node, lines: _Lines, path: tuple[str, ...], source: Pa
     return yaml.SafeLoader(b"").construct_object(node, deep=True)
 
 
+def _refuse_duplicates(node: yaml.Node, source: Path, seen: set[int]) -> None:
+    """YAML keeps the last of two equal keys silently; two profiles of one name (a
+    copy-paste slip) would then lose one without a word. Refuse, naming both lines."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                line = key_node.start_mark.line + 1
+                if key_node.value in first:
+                    raise ProfileError(
+                        f"{source} line {line}: duplicate key '{key_node.value}' "
+                        f"(first on line {first[key_node.value]})"
+                    )
+                first[key_node.value] = line
+            _refuse_duplicates(value_node, source, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _refuse_duplicates(item, source, seen)
+
+
 def _read_yaml(source: Path) -> tuple[Any, _Lines]:
     try:
         text = source.read_text(encoding="utf-8")
@@ -256,8 +279,11 @@ def _read_yaml(source: Path) -> tuple[Any, _Lines]:
     lines = _Lines()
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        # Constructing can fail too (an unknown !tag, a bad !!timestamp): same message.
-        data = None if node is None else _construct(node, lines, (), source)
+        data = None
+        if node is not None:
+            _refuse_duplicates(node, source, set())
+            # Constructing can fail too (an unknown !tag, a bad !!timestamp): same message.
+            data = _construct(node, lines, (), source)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" line {mark.line + 1}" if mark is not None else ""
