@@ -52,7 +52,7 @@ def session_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, session_key: Path) -> Path:
     """No test reads or writes the real ~/.ssh or gcloud configuration."""
-    home = tmp_path / "home"
+    home = tmp_path / "gce-home"
     (home / ".ssh").mkdir(parents=True, mode=0o700)
     for suffix in ("", ".pub"):
         shutil.copy2(f"{session_key}{suffix}", home / ".ssh" / f"{session_key.name}{suffix}")
@@ -678,7 +678,16 @@ TEST_CACHE = jupyter_venv.cache_root()  # resolved at import, before HOME moves 
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+def sandbox(request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """The suite's shared `sandbox` (tests/conftest.py) when there is one, else our own."""
+    try:
+        shared = request.getfixturevalue("sandbox")
+    except pytest.FixtureLookupError:
+        shared = None
+    if shared is not None:
+        yield shared
+        return
     reason = netns.unavailable_reason() or (
         None if shutil.which("sshd") or Path("/usr/sbin/sshd").exists() else "sshd missing")
     if reason:
