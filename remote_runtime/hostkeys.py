@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import fnmatch
 import hashlib
 import hmac
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +56,15 @@ def _matches_hashed(entry: str, name: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
+def _wildcard_match(pattern: str, name: str) -> bool:
+    """OpenSSH's match_pattern: only `*` and `?` are special. Not fnmatch, whose
+    `[...]` classes would make `[host]:2222` entries never match their host."""
+    regex = "".join(
+        ".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern
+    )
+    return re.fullmatch(regex, name, re.DOTALL) is not None
+
+
 def host_matches(patterns: str, name: str) -> bool:
     """Does a known_hosts host field (comma list, wildcards, !negations, hashes) match?"""
     matched = False
@@ -66,7 +75,7 @@ def host_matches(patterns: str, name: str) -> bool:
             continue
         negated = pattern.startswith("!")
         glob = pattern.removeprefix("!")
-        if fnmatch.fnmatchcase(name.lower(), glob.lower()):
+        if _wildcard_match(glob.lower(), name.lower()):
             if negated:
                 return False
             matched = True
