@@ -454,6 +454,21 @@ def test_ctrl_c_while_the_url_prints_is_a_normal_stop(
     assert "stopping..." in captured.err
 
 
+@pytest.mark.integration
+def test_hostile_interpreter_value_is_not_run_by_the_remote_shell(
+    clean_remote: Sandbox, tmp_path: Path, isolated: Isolated
+) -> None:
+    marker = tmp_path / "pwned"
+    hostile = f"python3; touch {marker}; $(touch {marker}2)"
+    profiles = profiles_file(tmp_path, clean_remote, local_port(), jupyter={"python": hostile})
+    result = run_cli("up", "sb", "--profiles", str(profiles))
+    assert result.returncode == ExitCode.REMOTE_SETUP, result
+    errors = error_lines(result.stderr)
+    assert len(errors) == 1 and f"no Python interpreter '{hostile}'" in errors[0], result.stderr
+    assert not marker.exists() and not Path(f"{marker}2").exists()
+    assert isolated.runtime_records == []
+
+
 # --- bad profiles through the CLI (no sandbox needed) --------------------------------------
 
 GOOD_BODY = "    ssh:\n      host: example.com\n"
