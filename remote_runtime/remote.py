@@ -131,7 +131,16 @@ class RemoteHost:
                 f"no Python interpreter '{self.settings.python}' on the remote host",
                 hint="install python3 there, or set jupyter.python in the profile",
             )
-        answer = _json_line(result.stdout, "probe")
+        try:
+            answer = _json_line(result.stdout, "probe")
+        except RemoteSetupError:
+            # Not Python at all (perl, false) or too old to run the agent: say which.
+            raise RemoteSetupError(
+                f"'{self.settings.python}' on the remote host could not run the agent "
+                f"(exit status {result.status})",
+                hint="jupyter.python must name a Python 3.6 or newer interpreter",
+                details=(result.stderr or result.stdout).strip()[-800:] or None,
+            ) from None
         if "error" in answer or result.status != 0:
             raise RemoteSetupError("the remote agent failed to start",
                                    details=(result.stderr or result.stdout)[-800:])
