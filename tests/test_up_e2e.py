@@ -469,6 +469,20 @@ def test_hostile_interpreter_value_is_not_run_by_the_remote_shell(
     assert isolated.runtime_records == []
 
 
+@pytest.mark.integration
+def test_an_interpreter_that_is_not_python_is_named(
+    clean_remote: Sandbox, tmp_path: Path, isolated: Isolated
+) -> None:
+    profiles = profiles_file(tmp_path, clean_remote, local_port(), jupyter={"python": "perl"})
+    result = run_cli("up", "sb", "--profiles", str(profiles))
+    assert result.returncode == ExitCode.REMOTE_SETUP, result
+    errors = error_lines(result.stderr)
+    assert len(errors) == 1, result.stderr
+    assert "'perl' on the remote host could not run the agent" in errors[0]
+    assert "hint: jupyter.python must name a Python 3.6 or newer interpreter" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 # --- bad profiles through the CLI (no sandbox needed) --------------------------------------
 
 GOOD_BODY = "    ssh:\n      host: example.com\n"
