@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import itertools
+import json
 import os
 import signal
 import socket
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 from colab_client import ColabClient
 from conftest import (
+    SANDBOX_REMOTE_CACHE,
     Isolated,
     UpProcess,
     port_closed,
@@ -217,6 +219,69 @@ def test_interrupt_while_starting_leaves_nothing(
     assert "token=" not in up.stdout, "interrupted before the URL, yet a URL was printed"
     assert_torn_down(up, box, port, [], isolated)
     assert "Traceback" not in up.stderr
+
+
+@pytest.mark.integration
+def test_the_lease_is_renewed_while_up_and_list_shows_it(
+    clean_remote: Sandbox, tmp_path: Path, start_up: StartUp, isolated: Isolated
+) -> None:
+    """With a 10 s lease, a server still answering after 14 s proves `up` renews it."""
+    box = clean_remote
+    port = local_port()
+    profiles = profiles_file(tmp_path, box, port, jupyter={"lease_seconds": 10})
+    up = start_up("sb", "--profiles", str(profiles))
+    _, token = up.wait_ready(FIRST_URL_TIMEOUT)
+    server = remote_server_pid(box, port)
+
+    listed = run_cli("list", "--json", "--profiles", str(profiles))
+    assert listed.returncode == 0, listed
+    (row,) = json.loads(listed.stdout)
+    assert (row["name"], row["state"], row["port"], row["pid"]) == ("sb", "up", port, up.proc.pid)
+    assert row["url"] == f"http://localhost:{port}/?token=<hidden>"
+    assert token not in listed.stdout
+
+    time.sleep(14)
+    assert alive(server), f"the server stopped: its lease was not renewed; {up.describe()}"
+    with ColabClient(port, token, timeout=30) as colab:
+        kernel = colab.start_kernel()
+        assert colab.execute(kernel, "print('still', 6*7)", timeout=60).strip() == "still 42"
+    up.interrupt()
+    assert up.wait(EXIT_TIMEOUT) == ExitCode.OK, up.describe()
+    assert_torn_down(up, box, port, [server], isolated)
+
+
+@pytest.fixture(scope="module")
+def loopback_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """A listening sshd on 127.0.0.1:<random port>; its Jupyter binds 127.0.0.2."""
+    with Sandbox(
+        tmp_path_factory.mktemp("loopback"),
+        mode="loopback-alias",
+        remote_cache_dir=SANDBOX_REMOTE_CACHE,
+    ) as box:
+        yield box
+
+
+@pytest.mark.integration
+def test_up_through_a_listening_sshd_on_a_non_22_port(
+    loopback_box: Sandbox, tmp_path: Path, start_up: StartUp, isolated: Isolated
+) -> None:
+    """Host key recorded as [127.0.0.1]:PORT (as OpenSSH writes it), no ProxyCommand."""
+    box = loopback_box
+    port = local_port()
+    body = sandbox_profile(box, "lo", port)
+    assert "proxy_command" not in body["ssh"] and body["ssh"]["port"] != 22
+    assert box.known_hosts_path.read_text().startswith(f"[127.0.0.1]:{body['ssh']['port']} ")
+    profiles = write_profiles(tmp_path / "profiles.yaml", {"lo": body})
+    up = start_up("lo", "--profiles", str(profiles))
+    _, token = up.wait_ready(FIRST_URL_TIMEOUT)
+    with ColabClient(port, token, timeout=30) as colab:
+        kernel = colab.start_kernel()
+        assert colab.execute(kernel, "print(6*7)", timeout=60).strip() == "42"
+    remote = box.remote_pids()
+    assert remote
+    up.interrupt()
+    assert up.wait(EXIT_TIMEOUT) == ExitCode.OK, up.describe()
+    assert_torn_down(up, box, port, remote, isolated)
 
 
 # --- host keys -----------------------------------------------------------------------------
