@@ -456,7 +456,12 @@ class Forwarder:
                 for key, _ in selector.select():
                     if key.fileobj is wake or self._closing:
                         return
-                    self._accept_ready(key.fileobj)  # type: ignore[arg-type]
+                    try:
+                        self._accept_ready(key.fileobj)  # type: ignore[arg-type]
+                    except Exception:
+                        # One bad connection must not end the listener; pause in case it repeats.
+                        log.exception("forwarder on port %d: accepting failed", self.port)
+                        time.sleep(ACCEPT_ERROR_PAUSE)
         except Exception:
             log.exception("forwarder on port %d: accept loop failed", self.port)
         finally:

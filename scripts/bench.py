@@ -472,6 +472,7 @@ def main() -> int:
         + subprocess.run(["ssh", "-V"], check=False, capture_output=True, text=True).stderr.strip(),
         flush=True,
     )
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     print(
         f"bulk {bulk_mib} MiB x {runs} runs (median); latency {new_count} new-connection and "
         f"{ka_count} kept-alive 64-byte echoes; {args.concurrency} concurrent connections",
@@ -595,6 +596,7 @@ def measure(
         run_phase(cands, "concurrency", many)
 
     by_name = {c.name: c for c in cands}
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print()
     print(table(cands, by_name["openssh default"], conc))
     print()

@@ -530,6 +530,33 @@ def test_close_after_the_transport_is_gone(sshd: Sshd, echo_server: TargetServer
     assert forwarder_threads() == []
 
 
+def test_close_from_a_signal_handler_while_main_thread_waits_on_it(
+    transport: paramiko.Transport, echo_server: TargetServer
+) -> None:
+    fwd = make_forwarder(transport, echo_server.port)
+    fwd.start()
+    closed = []
+
+    def handler(signum: int, frame: object) -> None:
+        fwd.close()
+        closed.append(signum)
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    try:
+        with connect(fwd.port) as sock:
+            sock.sendall(b"hi")
+            assert recv_exactly(sock, 2) == b"hi"
+            signal.setitimer(signal.ITIMER_REAL, 0.2)
+            # The handler runs in this thread while it is blocked in recv on the forwarder.
+            with contextlib.suppress(ConnectionResetError):
+                assert sock.recv(1) == b""
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert closed == [signal.SIGALRM]
+    assert forwarder_threads() == []
+
+
 def test_start_twice_and_close_before_start(
     transport: paramiko.Transport, echo_server: TargetServer
 ) -> None:
