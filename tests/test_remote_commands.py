@@ -472,6 +472,8 @@ def test_a_server_whose_lease_is_not_renewed_stops_itself(
     )
     assert wait_until(record.exists, 15)
     assert wait_until(lambda: not alive(handle.server_pid), 20), "the lease did not expire"
+    # The monitor records why once it has stopped everything.
+    assert wait_until(lambda: "stopped" in host.status(handle.run_id)["state"], 20)
     status = host.status(handle.run_id)
     assert status["running"] is False
     assert status["state"]["reason"].startswith("lease expired")
