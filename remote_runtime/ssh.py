@@ -174,6 +174,18 @@ class ProxyCommandSocket:
         except (OSError, ValueError):
             return ""
 
+    def failure_detail(self) -> str:
+        """Why the stream ended early: the exit status (if it ended) and its stderr."""
+        try:
+            status: int | None = self.process.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            status = None
+        parts = [] if status is None else [f"ProxyCommand exited with status {status}"]
+        said = self.stderr_tail()
+        if said:
+            parts.append(f"ProxyCommand said: {said}")
+        return "; ".join(parts)
+
     def close(self) -> None:
         try:
             self.sock.close()
@@ -395,7 +407,7 @@ def _open_socket(
     if target.proxy_command:
         proxy = ProxyCommandSocket(target.proxy_command)
         closers.append(proxy.close)
-        return proxy.sock, proxy.stderr_tail
+        return proxy.sock, proxy.failure_detail
     if target.proxy_jump:
         first, _, rest = target.proxy_jump.partition(",")
         user, _, hostport = first.rpartition("@")
@@ -449,9 +461,10 @@ def _handshake(
             transport.start_client(timeout=CONNECT_TIMEOUT)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             detail = proxy_errors()
+            reason = str(exc) or type(exc).__name__  # EOFError() has no text
             raise SSHError(
-                f"SSH handshake with {target.alias} failed: {exc or type(exc).__name__}"
-                + (f" (ProxyCommand said: {detail})" if detail else "")
+                f"SSH handshake with {target.alias} failed: "
+                + (f"{detail} ({reason})" if detail else reason)
             ) from None
         checker.verify(transport.get_remote_server_key(), accept_new=accept_new_host_key)
         _authenticate(transport, target, prompt)
