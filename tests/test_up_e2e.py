@@ -478,7 +478,10 @@ def test_unreachable_target(clean_remote: Sandbox, tmp_path: Path, isolated: Iso
     assert result.returncode == ExitCode.SSH, result
     assert time.monotonic() - started < 30
     errors = error_lines(result.stderr)
-    assert len(errors) == 1 and "sb" in errors[0], result.stderr
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith(
+        "error: SSH handshake with sb failed: ProxyCommand exited with status 1"
+    ), errors[0]
     assert "Traceback" not in result.stderr + result.stdout
     assert isolated.state_files == []
 
