@@ -21,6 +21,7 @@ import fcntl
 import hashlib
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -442,8 +443,18 @@ def cmd_logs(args):
         if chunk:
             sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
-        else:
-            time.sleep(0.3)
+            continue
+        state = read_state(os.path.dirname(path)) or {}
+        if "stopped" in state:
+            # The server has exited: what it wrote is all there is; end like `tail --pid`.
+            sys.stdout.buffer.write(handle.read())
+            sys.stdout.flush()
+            return 0
+        # A closed channel is only noticed on a write, and a quiet log has none: watch
+        # stdin (the channel, kept open by the client) for EOF instead of sleeping.
+        readable = select.select([sys.stdin], [], [], 0.3)[0]
+        if readable and not os.read(sys.stdin.fileno(), 4096):
+            return 0
     return 0
 
 
