@@ -33,6 +33,7 @@ from conftest import (
     sandbox_profile,
     write_profiles,
 )
+from jupyter_venv import stack_venv
 
 from remote_runtime import cli, render
 from remote_runtime.errors import ExitCode
@@ -446,6 +447,54 @@ def test_default_port_taken_locally_picks_the_next_free_one(
         if holder is not None:
             holder.close()
     assert_torn_down(up, box, port, [server], isolated)
+
+
+FAKE_JUPYTER = """\
+import http.server, os, sys
+opts = dict(a[2:].split("=", 1) for a in sys.argv if a.startswith("--") and "=" in a)
+print("fake jupyter: GET /?token=" + os.environ["JUPYTER_TOKEN"], flush=True)
+token = "token " + os.environ["JUPYTER_TOKEN"]
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # /api and token checks as Jupyter answers them; nothing else
+        path = self.path.split("?")[0]
+        ok = path == "/api" or (path == "/api/status" and
+                                self.headers.get("Authorization") == token)
+        self.send_response(200 if ok else 403 if path == "/api/status" else 404)
+        self.end_headers()
+        self.wfile.write(b'{"version": "6.5.7"}')
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer((opts["ip"], int(opts["port"])), Handler).serve_forever()
+"""
+
+
+@pytest.mark.integration
+def test_failed_health_check_names_the_check_shows_the_log_and_tears_down(
+    clean_remote: Sandbox, tmp_path: Path, isolated: Isolated
+) -> None:
+    """An "existing" Jupyter that answers HTTP but has no extension: exit 7."""
+    box = clean_remote
+    port = local_port()
+    fake = tmp_path / "fake_jupyter.py"
+    fake.write_text(FAKE_JUPYTER)
+    # The stack venv passes the agent's import check; the server it runs is the fake.
+    python = stack_venv() / "bin" / "python"
+    command = f"{python} {fake}"
+    profiles = profiles_file(tmp_path, box, port, jupyter={"env": "existing", "command": command})
+    result = run_cli("up", "sb", "--profiles", str(profiles), "--timeout", "1", timeout=120)
+    assert result.returncode == ExitCode.HEALTH, result
+    errors = error_lines(result.stderr)
+    assert len(errors) == 1, result.stderr
+    # Which check is named is not asserted: the poll's last attempt can be cut short by
+    # the deadline and then names 'api' ("no answer within 0.0005 s"); see the report.
+    assert errors[0].startswith("error: the runtime did not pass the '"), errors[0]
+    assert "fake jupyter: GET /?token=<hidden>" in result.stderr  # the log tail, token hidden
+    assert "token=" not in result.stderr.replace("token=<hidden>", "")
+    assert "stopped the remote Jupyter server" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not wait_gone(box.remote_pids())
+    assert port_closed(port)
+    assert isolated.runtime_records == []
 
 
 # --- the connection dies -------------------------------------------------------------------
