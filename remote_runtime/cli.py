@@ -22,10 +22,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 
+try:  # typer >= 0.2x vendors click as typer._click and raises its exceptions
+    from typer._click import exceptions as click_exc
+except ImportError:  # older typer: the click package
+    from click import exceptions as click_exc  # type: ignore[no-redef]
 from . import __version__, control, paths, profiles, render, supervisor
 from .errors import CloudError, ExitCode, RemoteRuntimeError
 from .runtime import Runtime
@@ -221,7 +224,7 @@ def down(
 ) -> None:
     """Tear a runtime down from any terminal (and clean up after a dead one)."""
     if (name is None) == (not all_):
-        raise click.UsageError("give a runtime name or --all, not both")
+        raise click_exc.UsageError("give a runtime name or --all, not both")
     loaded = profiles.load(profiles_path)
     if all_:
         results = control.down_all(loaded, _progress)
@@ -369,17 +372,19 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return pe
         result = app(args=argv, prog_name="remote-runtime", standalone_mode=False)
     except RemoteRuntimeError as exc:
         return report(exc)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.UsageError as exc:
+    except click_exc.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help text was the message
+            return int(ExitCode.USAGE)
         err.print(f"[red]error:[/red] {exc.format_message()}")
         if exc.ctx is not None:
             err.print(f"[dim]hint:[/dim] see '{exc.ctx.command_path} --help'")
         return int(ExitCode.USAGE)
-    except click.ClickException as exc:
+    except click_exc.ClickException as exc:
         err.print(f"[red]error:[/red] {exc.format_message()}")
         return int(ExitCode.USAGE)
-    except (click.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         err.print("interrupted")
         return int(ExitCode.INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into a line
