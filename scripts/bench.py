@@ -44,7 +44,8 @@ from remote_runtime.sandbox.sshd import Sshd, free_port  # noqa: E402
 
 READY_TIMEOUT = 20.0
 IO_TIMEOUT = 30.0
-PHASE_TIME_CAP = 30.0  # no latency loop runs longer than this
+PHASE_TIME_CAP = 10.0  # no latency loop runs longer than this
+LATENCY_ROUNDS = 5
 MSG = 64
 ECHO_PAYLOAD = bytes(range(MSG))
 GCM = "aes128-gcm@openssh.com"
@@ -174,8 +175,8 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return p50, p99
 
 
-def latency_new_connection(port: int, count: int) -> tuple[float, float, int]:
-    """p50, p99 (ms) of connect + 64-byte echo + close; and the number of samples."""
+def latency_new_connection(port: int, count: int) -> list[float]:
+    """Milliseconds for each connect + 64-byte echo + close."""
     samples: list[float] = []
     header = f"ECHO {MSG}\n".encode()
     cap = time.monotonic() + PHASE_TIME_CAP
@@ -188,11 +189,11 @@ def latency_new_connection(port: int, count: int) -> tuple[float, float, int]:
         samples.append((time.perf_counter() - start) * 1000)
         if time.monotonic() > cap:
             break
-    return (*percentiles(samples), len(samples))
+    return samples
 
 
-def latency_kept_alive(port: int, count: int) -> tuple[float, float, int]:
-    """p50, p99 (ms) of a 64-byte echo on one kept-alive connection."""
+def latency_kept_alive(port: int, count: int) -> list[float]:
+    """Milliseconds for each 64-byte echo on one kept-alive connection."""
     samples: list[float] = []
     cap = time.monotonic() + PHASE_TIME_CAP
     with socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT) as sock:
@@ -208,7 +209,7 @@ def latency_kept_alive(port: int, count: int) -> tuple[float, float, int]:
             samples.append((time.perf_counter() - start) * 1000)
             if time.monotonic() > cap:
                 break
-    return (*percentiles(samples), len(samples))
+    return samples
 
 
 def concurrent(port: int, count: int, timeout: float) -> int:
@@ -271,13 +272,21 @@ class Candidate:
     proc: subprocess.Popen[bytes] | None = None
     cpu_per_gb: list[float] = field(default_factory=list)
     bulk: list[float] = field(default_factory=list)
-    new_conn: tuple[float, float, int] | None = None
-    kept_alive: tuple[float, float, int] | None = None
+    new_samples: list[float] = field(default_factory=list)
+    ka_samples: list[float] = field(default_factory=list)
     concurrent_ok: int | None = None
 
     @property
     def bulk_median(self) -> float | None:
         return statistics.median(self.bulk) if self.bulk else None
+
+    @property
+    def new_conn(self) -> tuple[float, float] | None:
+        return percentiles(self.new_samples) if self.new_samples else None
+
+    @property
+    def kept_alive(self) -> tuple[float, float] | None:
+        return percentiles(self.ka_samples) if self.ka_samples else None
 
 
 def start_openssh(
@@ -576,16 +585,20 @@ def measure(
 
     def latency(c: Candidate) -> None:
         assert c.port is not None
-        c.new_conn = latency_new_connection(c.port, new_count)
-        c.kept_alive = latency_kept_alive(c.port, ka_count)
-        print(
-            f"  latency: {c.name} new p50 {c.new_conn[0]:.3f} ms, "
-            f"kept-alive p50 {c.kept_alive[0]:.3f} ms",
-            flush=True,
-        )
+        c.new_samples += latency_new_connection(c.port, new_count // LATENCY_ROUNDS)
+        c.ka_samples += latency_kept_alive(c.port, ka_count // LATENCY_ROUNDS)
 
-    if "latency" in phases:
+    # Rounds are interleaved here too; percentiles are over all rounds' samples.
+    for _ in range(LATENCY_ROUNDS if "latency" in phases else 0):
         run_phase(cands, "latency", latency)
+    for c in cands:
+        if c.new_conn and c.kept_alive:
+            print(
+                f"  latency: {c.name} new p50 {c.new_conn[0]:.3f} ms "
+                f"({len(c.new_samples)} samples), kept-alive p50 {c.kept_alive[0]:.3f} ms "
+                f"({len(c.ka_samples)} samples)",
+                flush=True,
+            )
 
     def many(c: Candidate) -> None:
         assert c.port is not None

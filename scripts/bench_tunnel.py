@@ -77,6 +77,8 @@ def run_forwarder(args: argparse.Namespace) -> None:
         forwarder.WINDOW_SIZE = args.window
         forwarder.CHANNEL_READ_SIZE = 2 * args.window
     forwarder.CHUNK_BUFFER = args.chunk_buffer
+    if args.socket_read:
+        forwarder.SOCKET_READ_SIZE = args.socket_read
     if args.packet:
         forwarder.MAX_PACKET_SIZE = args.packet
     transport = _connect(args)
@@ -121,6 +123,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=0)
     parser.add_argument("--packet", type=int, default=0)
     parser.add_argument("--readahead", type=int, default=0)
+    parser.add_argument("--socket-read", type=int, default=0)
     parser.add_argument("--chunk-buffer", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--transport-nodelay", action=argparse.BooleanOptionalAction, default=False)
     args = parser.parse_args()
