@@ -328,10 +328,50 @@ def touch(path):
         os.utime(path, None)
 
 
-def hold(directory, on_disconnect):
-    """Renew the lease for every line read; 'stop' stops; EOF per on_disconnect."""
+class StdinLines:
+    """Lines of stdin read straight from its fd, so select() sees every pending byte
+    (sys.stdin's buffer would hide lines it has already read ahead)."""
+
+    def __init__(self):
+        self.fd = sys.stdin.fileno()
+        self.pending = b""
+        self.eof = False
+
+    def next(self, timeout):
+        """One line without its newline; None on timeout; raises EOFError at the end."""
+        deadline = time.time() + timeout
+        while b"\n" not in self.pending:
+            if self.eof:
+                raise EOFError
+            left = deadline - time.time()
+            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                return None
+            chunk = os.read(self.fd, 65536)
+            self.pending += chunk
+            self.eof = not chunk
+        line, self.pending = self.pending.split(b"\n", 1)
+        return line.decode("utf-8", "replace")
+
+
+def hold(directory, on_disconnect, lines=None):
+    """Renew the lease for every line read; 'stop' stops; EOF per on_disconnect.
+
+    Ends as soon as the server stops on its own (killed, crashed), saying so, so the
+    client sees its channel close instead of holding a lease on nothing.
+    """
     lease = os.path.join(directory, "lease")
-    for line in sys.stdin:
+    lines = lines or StdinLines()
+    while True:
+        state = read_state(directory) or {}
+        if "stopped" in state:
+            emit({"stopped": True, "reason": state.get("reason"), "unexpected": True})
+            return 1
+        try:
+            line = lines.next(timeout=1.0)
+        except EOFError:
+            break
+        if line is None:
+            continue
         touch(lease)
         if line.strip() == "stop":
             return request_stop(directory, "stopped by remote-runtime")
@@ -364,7 +404,8 @@ def request_stop(directory, reason, wait=True):
 
 
 def cmd_start(args):
-    config = json.loads(sys.stdin.readline())
+    lines = StdinLines()  # one reader for the config line and what hold() reads later
+    config = json.loads(lines.next(timeout=60) or "{}")
     directory = run_dir(config["run_id"])
     os.makedirs(directory, mode=0o700, exist_ok=True)
     prune_runs(os.path.dirname(directory))
@@ -392,7 +433,7 @@ def cmd_start(args):
         return 1
     emit({"ok": True, "server_pid": state["server_pid"], "monitor_pid": state["monitor_pid"],
           "dir": directory, "log": os.path.join(directory, "server.log")})
-    return hold(directory, config["on_disconnect"])
+    return hold(directory, config["on_disconnect"], lines)
 
 
 def prune_runs(runs):
