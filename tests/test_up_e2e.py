@@ -520,6 +520,31 @@ def test_ssh_connection_killed_mid_session_stops_the_remote_server(
 
 
 @pytest.mark.integration
+def test_remote_server_dying_while_up_is_reported(
+    clean_remote: Sandbox, tmp_path: Path, start_up: StartUp, isolated: Isolated
+) -> None:
+    """The remote Jupyter is killed (OOM killer, a user's kill): `up` must say so and
+    exit, not keep printing a URL that leads nowhere."""
+    box = clean_remote
+    port = local_port()
+    up = start_up("sb", "--profiles", str(profiles_file(tmp_path, box, port)))
+    _, token = up.wait_ready(FIRST_URL_TIMEOUT)
+    server = remote_server_pid(box, port)
+    with ColabClient(port, token, timeout=30) as colab:
+        colab.start_kernel()
+    kernels = descendants(server)
+    assert kernels
+    os.kill(server, signal.SIGKILL)
+    status = up.wait(EXIT_TIMEOUT)
+    assert status == ExitCode.REMOTE_SETUP, up.describe()
+    errors = error_lines(up.stderr)
+    assert len(errors) == 1 and "the remote Jupyter server stopped unexpectedly" in errors[0]
+    assert "Traceback" not in up.stderr
+    # Its kernels (own sessions, orphaned by the kill) are stopped too.
+    assert_torn_down(up, box, port, [server, *kernels], isolated)
+
+
+@pytest.mark.integration
 def test_unreachable_target(clean_remote: Sandbox, tmp_path: Path, isolated: Isolated) -> None:
     profiles = profiles_file(tmp_path, clean_remote, local_port(), ssh={"proxy_command": "false"})
     started = time.monotonic()
