@@ -4,7 +4,9 @@ Everything runs on this machine's loopback: a throwaway OpenSSH sshd
 (remote_runtime.sandbox.sshd.Sshd), a target server (scripts/bench_server.py) and one
 tunnel per candidate, each in its own process. Measured, in one run:
 
-- bulk download throughput (the target streams N bytes; median of several runs),
+- bulk download throughput (the target streams N bytes; median of several runs), and
+  the CPU time the tunnel process spends per GB of it,
+- bulk upload throughput (the target reads N bytes, then confirms),
 - request latency p50/p99 with a new connection per request and on one kept-alive
   connection (64-byte echo),
 - how many of 500 concurrent connections get their request answered.
@@ -157,6 +159,22 @@ def bulk_once(port: int, size: int) -> float:
     return size / (time.perf_counter() - start) / 1e6
 
 
+def upload_once(port: int, size: int) -> float:
+    """MB/s for one upload of `size` bytes (timed until the target confirms it read them)."""
+    chunk = memoryview(bytes(1024 * 1024))
+    start = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT) as sock:
+        sock.sendall(f"SINK {size}\n".encode())
+        left = size
+        while left:
+            step = min(left, len(chunk))
+            sock.sendall(chunk[:step])
+            left -= step
+        if recv_exactly(sock, 2) != b"OK":
+            raise ConnectionError("upload not confirmed")
+    return size / (time.perf_counter() - start) / 1e6
+
+
 def cpu_seconds(pid: int | None) -> float:
     """User + system CPU time of a process we started (0 if unknown)."""
     if pid is None:
@@ -272,6 +290,7 @@ class Candidate:
     proc: subprocess.Popen[bytes] | None = None
     cpu_per_gb: list[float] = field(default_factory=list)
     bulk: list[float] = field(default_factory=list)
+    upload: list[float] = field(default_factory=list)
     new_samples: list[float] = field(default_factory=list)
     ka_samples: list[float] = field(default_factory=list)
     concurrent_ok: int | None = None
@@ -351,15 +370,16 @@ def ratio(value: float | None, base: float | None) -> str:
 
 def table(cands: list[Candidate], baseline: Candidate, concurrency: int) -> str:
     head = (
-        "| path | cipher | bulk MB/s | vs ssh default | tunnel CPU s/GB | new conn p50 / p99 ms "
+        "| path | cipher | bulk MB/s | vs ssh default | tunnel CPU s/GB | upload MB/s "
+        "| new conn p50 / p99 ms "
         "| kept-alive p50 / p99 ms | kept-alive p50 vs ssh default "
         f"| {concurrency} concurrent |"
     )
-    rows = [head, "|" + "---|" * 9]
+    rows = [head, "|" + "---|" * 10]
     base_ka = baseline.kept_alive[0] if baseline.kept_alive else None
     for c in cands:
         if c.error:
-            rows.append(f"| {c.name} | n/a: {c.error} |" + " |" * 7)
+            rows.append(f"| {c.name} | n/a: {c.error} |" + " |" * 8)
             continue
         new = f"{fmt(c.new_conn[0], '.3f')} / {fmt(c.new_conn[1], '.3f')}" if c.new_conn else "n/a"
         ka = (
@@ -373,6 +393,7 @@ def table(cands: list[Candidate], baseline: Candidate, concurrency: int) -> str:
             f"| {c.name} | {c.note} | {fmt(c.bulk_median, '.0f')} "
             f"| {ratio(c.bulk_median, baseline.bulk_median)} "
             f"| {fmt(statistics.median(c.cpu_per_gb) if c.cpu_per_gb else None, '.2f')} "
+            f"| {fmt(statistics.median(c.upload) if c.upload else None, '.0f')} "
             f"| {new} | {ka} "
             f"| {ratio(ka_p50, base_ka)} | {conc} |"
         )
@@ -453,8 +474,8 @@ def main() -> int:
     )
     parser.add_argument(
         "--phases",
-        default="bulk,latency,concurrency",
-        help="comma-separated subset of: bulk,latency,concurrency",
+        default="bulk,upload,latency,concurrency",
+        help="comma-separated subset of: bulk,upload,latency,concurrency",
     )
     parser.add_argument(
         "--forwarder-args",
@@ -579,9 +600,16 @@ def measure(
             used = f", tunnel process {c.cpu_per_gb[-1]:.2f} CPU s/GB"
         print(f"  bulk run {len(c.bulk)}: {c.name} {c.bulk[-1]:.0f} MB/s{used}", flush=True)
 
+    def upload(c: Candidate) -> None:
+        assert c.port is not None
+        c.upload.append(upload_once(c.port, size))
+        print(f"  upload run {len(c.upload)}: {c.name} {c.upload[-1]:.0f} MB/s", flush=True)
+
     for _ in range(runs if "bulk" in phases else 0):
         # Rounds are interleaved so a slow moment of the machine hits every path alike.
         run_phase(cands, "bulk", bulk)
+    for _ in range(runs if "upload" in phases else 0):
+        run_phase(cands, "upload", upload)
 
     def latency(c: Candidate) -> None:
         assert c.port is not None

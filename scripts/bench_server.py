@@ -2,7 +2,8 @@
 
 Protocol: the client sends one line, then
   ``BULK <n>\\n``   the server sends n bytes and closes;
-  ``ECHO <n>\\n``   the server echoes every n-byte message back until the client closes.
+  ``ECHO <n>\\n``   the server echoes every n-byte message back until the client closes;
+  ``SINK <n>\\n``   the server reads n bytes, then answers ``OK``.
 Prints ``PORT <port>`` once listening and runs until stdin closes.
 """
 
@@ -51,6 +52,14 @@ def _handle(conn: socket.socket) -> None:
                     conn.sendall(view[:step])
                     size -= step
                 conn.shutdown(socket.SHUT_WR)
+            elif verb == b"SINK" and 0 <= size <= MAX_BULK:
+                buf = memoryview(bytearray(len(CHUNK)))
+                while size > 0:
+                    n = conn.recv_into(buf[: min(size, len(buf))])
+                    if n == 0:
+                        return
+                    size -= n
+                conn.sendall(b"OK")
             elif verb == b"ECHO" and 0 < size <= MAX_ECHO:
                 buf = memoryview(bytearray(size))
                 while _recv_exactly(conn, buf):
