@@ -124,13 +124,6 @@ def test_each_error_maps_to_its_code(
 
 # --- usage errors ------------------------------------------------------------------------------
 
-VENDORED_CLICK = pytest.mark.xfail(
-    reason="cli.main catches click's UsageError, but typer >= 0.2x raises its vendored "
-    "typer._click exceptions: usage errors exit 1 as 'unexpected NoSuchOption' with a "
-    "traceback in the log; fix proposed to the lead",
-    strict=True,
-)
-
 
 @pytest.mark.parametrize(
     "argv",
@@ -145,7 +138,6 @@ VENDORED_CLICK = pytest.mark.xfail(
         ["profiles", "check", "--nope"],
     ],
 )
-@VENDORED_CLICK
 def test_usage_errors_exit_2_with_one_line(argv: list[str], capsys: Capture) -> None:
     status, out, err = run(argv, capsys)
     assert status == ExitCode.USAGE, err
@@ -153,7 +145,6 @@ def test_usage_errors_exit_2_with_one_line(argv: list[str], capsys: Capture) -> 
     assert out == ""
 
 
-@VENDORED_CLICK
 def test_unknown_option_through_the_real_entry_point(isolated: Isolated) -> None:
     result = run_cli("up", "box", "--no-such-option")
     assert result.returncode == ExitCode.USAGE
@@ -332,11 +323,6 @@ def _dependency_closure(dist: str) -> set[str]:
     return seen
 
 
-@pytest.mark.xfail(
-    reason="cli.py imports click, which typer >= 0.2x no longer installs (it vendors it as "
-    "typer._click); fix proposed to the lead",
-    strict=True,
-)
 def test_the_cli_runs_with_only_its_declared_dependencies(tmp_path: Path) -> None:
     """Everything installed here that `pip install remote-runtime` would not bring is made
     unimportable; the CLI must still start (optional imports may degrade)."""
