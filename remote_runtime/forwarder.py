@@ -226,7 +226,8 @@ class Forwarder:
                 ``::1`` is skipped when this machine has no IPv6 loopback.
 
         Raises:
-            ValueError: a bind host is not a loopback IP address, or a port is out of range.
+            ValueError: a bind host is not a loopback IP address, a port is out of
+                range, or ``port`` is 0 without a ``remote_port``.
         """
         bind_hosts = tuple(dict.fromkeys(bind_hosts))  # each address once, order kept
         _check_loopback(bind_hosts)
