@@ -55,8 +55,8 @@ class Isolated:
 
     @property
     def state_files(self) -> list[Path]:
-        """Every file under the state dir (a clean failure leaves none)."""
-        return sorted(p for p in self.state.rglob("*") if p.is_file())
+        """Every file under the state dir but lock files (a clean failure leaves none)."""
+        return sorted(p for p in self.state.rglob("*") if p.is_file() and p.name != ".lock")
 
     @property
     def runtime_records(self) -> list[Path]:
