@@ -30,7 +30,7 @@ class RuntimeStatus:
 
     profile: Profile
     record: state.Record | None
-    state: str  # "up", "down" or "stale"
+    state: str  # "up", "starting", "down" or "stale"
     health: health.HealthReport | None = None
     live_status: str | None = None  # GCE instance status with --refresh
 
@@ -67,7 +67,9 @@ class RuntimeStatus:
 def _status_of(profile: Profile, record: state.Record | None) -> RuntimeStatus:
     if record is None:
         return RuntimeStatus(profile, None, "down")
-    return RuntimeStatus(profile, record, "up" if record.alive else "stale")
+    if not record.alive:
+        return RuntimeStatus(profile, record, "stale")
+    return RuntimeStatus(profile, record, "starting" if record.phase == "starting" else "up")
 
 
 def list_runtimes(
@@ -96,6 +98,8 @@ def _live_record(profiles: ProfileSet, name: str) -> tuple[Profile, state.Record
         raise NotRunningError(
             f"runtime '{name}' is not up: its owner process {record.pid} is gone",
             hint=f"clean up with 'remote-runtime down {name}'")
+    if record.phase == "starting":
+        raise NotRunningError(f"runtime '{name}' is still starting (pid {record.pid})")
     return profile, record
 
 
@@ -107,8 +111,9 @@ def status(profiles: ProfileSet, name: str) -> RuntimeStatus:
     return row
 
 
-def _is_our_process(pid: int, name: str) -> bool:
-    """Guard against a recycled PID: the owner's command line names us and the runtime."""
+def _is_cli_process(pid: int, name: str) -> bool:
+    """Is the owner our CLI (foreground `up`, `run`, a supervisor), which tears down on
+    SIGTERM? A script using `remote_runtime.api` may not."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
@@ -137,7 +142,13 @@ def down(profiles: ProfileSet, name: str, progress: Callable[[str], None]) -> li
     if record is None:
         raise NotRunningError(f"runtime '{name}' is not up")
     done: list[str] = []
-    if record.alive and _is_our_process(record.pid, name):
+    if record.alive and not _is_cli_process(record.pid, name):
+        raise StateError(
+            f"runtime '{name}' is held by process {record.pid}, which is not a "
+            "remote-runtime command (a script using remote_runtime.api?)",
+            hint="stop it in that program; its `with` block tears the runtime down",
+        )
+    if record.alive:
         progress(f"asking process {record.pid} to tear '{name}' down")
         os.kill(record.pid, signal.SIGTERM)
         if _wait_gone(record.pid, time.monotonic() + STOP_WAIT):
@@ -148,8 +159,8 @@ def down(profiles: ProfileSet, name: str, progress: Callable[[str], None]) -> li
             done.append(f"process {record.pid} did not stop within {STOP_WAIT:.0f}s; killed it")
         if state.get(name) is None:
             return done
-    elif record.alive:
-        done.append(f"process {record.pid} is not a remote-runtime process (PID reused)")
+    else:
+        done.append(f"owner process {record.pid} is gone (stale record)")
     done.extend(_clean_stale(profile, record, progress))
     state.remove(name)
     done.append("removed the state record")

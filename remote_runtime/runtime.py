@@ -24,7 +24,6 @@ from .errors import (
     RemoteRuntimeError,
     RemoteSetupError,
     SSHError,
-    StateError,
 )
 from .forwarder import Forwarder
 from .heartbeat import Heartbeat
@@ -120,13 +119,15 @@ class Runtime:
     def start(self) -> RuntimeInfo:
         profile, progress = self.profile, self.progress
         deadline = time.monotonic() + self.timeout
-        existing = state.get(profile.name)
-        if existing is not None and existing.alive and existing.pid != os.getpid():
-            raise StateError(
-                f"runtime '{profile.name}' is already up on port {existing.port} "
-                f"(pid {existing.pid})",
-                hint=f"stop it with 'remote-runtime down {profile.name}' or Ctrl-C in its terminal",
-            )
+        # Claimed before any work: a second `up` of the same name is refused, and
+        # `down` from another terminal can stop this one while it is starting.
+        record = state.Record(
+            name=profile.name, kind=profile.kind, pid=os.getpid(), port=0, token="",
+            run_id="", target=profile.target, profiles_path=str(profile.source),
+            detached=self.detached, log_path=self.log_path, phase="starting",
+        )
+        state.claim(record)
+        self._record_written = True
         self.provider = providers.for_profile(profile)
         endpoint = self.endpoint = self.provider.prepare(progress)
         progress(f"connecting to {endpoint.description or endpoint.host} over SSH")
@@ -181,13 +182,10 @@ class Runtime:
             health=report,
             notes=notes,
         )
-        state.claim(state.Record(
-            name=profile.name, kind=profile.kind, pid=os.getpid(), port=port, token=token,
-            run_id=run_id, target=self.info.target, profiles_path=str(profile.source),
-            remote_log=self.server.log_path, detached=self.detached, log_path=self.log_path,
-            endpoint=endpoint.to_dict(),
-        ))
-        self._record_written = True
+        record.port, record.token, record.run_id = port, token, run_id
+        record.target, record.remote_log = self.info.target, self.server.log_path
+        record.endpoint, record.phase = endpoint.to_dict(), "up"
+        state.claim(record)
         return self.info
 
     def _start_heartbeat(self) -> None:

@@ -39,6 +39,7 @@ class Record:
     remote_log: str = ""
     reconnects: int = 0
     endpoint: dict[str, Any] = field(default_factory=dict)  # providers.Endpoint.to_dict()
+    phase: str = "up"  # "starting" until the health check passes, then "up"
     version: int = VERSION
 
     @property
@@ -49,7 +50,12 @@ class Record:
 
     @property
     def alive(self) -> bool:
-        return pid_alive(self.pid)
+        """The owner still runs: the PID is alive AND started before the record
+        was written (a recycled PID belongs to a younger process)."""
+        if not pid_alive(self.pid):
+            return False
+        started = process_start_time(self.pid)
+        return started is None or started <= self.since + 2.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,6 +75,19 @@ def pid_alive(pid: int) -> bool:
         return stat.rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def process_start_time(pid: int) -> float | None:
+    """When `pid` started (epoch seconds), from /proc; None where unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[19])  # field 22 of stat: starttime, in clock ticks after boot
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("btime "):
+                return int(line.split()[1]) + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+    return None
 
 
 def _dir() -> Path:
@@ -95,12 +114,16 @@ def write(record: Record) -> None:
     path = _path(record.name)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     data = json.dumps(record.to_dict(), indent=1, sort_keys=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def claim(record: Record) -> None:
@@ -108,8 +131,9 @@ def claim(record: Record) -> None:
     with locked():
         existing = _read(_path(record.name))
         if isinstance(existing, Record) and existing.alive and existing.pid != record.pid:
+            where = f"port {existing.port}" if existing.port else "starting"
             raise StateError(
-                f"runtime '{record.name}' is already up (pid {existing.pid}, port {existing.port})",
+                f"runtime '{record.name}' is already up (pid {existing.pid}, {where})",
                 hint=f"use it, or stop it with 'remote-runtime down {record.name}'",
             )
         write(record)

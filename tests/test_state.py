@@ -342,8 +342,6 @@ def test_remove_with_pid_of_an_unreadable_record_removes_it(isolated: Isolated) 
     assert not path.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="state.write leaves its temp file behind when the "
-                   "write fails (bug reported: unlink tmp in an except clause)")
 def test_failed_write_leaves_no_temp_file(
     isolated: Isolated, monkeypatch: pytest.MonkeyPatch
 ) -> None:
