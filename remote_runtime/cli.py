@@ -143,12 +143,12 @@ def _hold_foreground(runtime: Runtime, *, as_json: bool) -> None:
             except KeyboardInterrupt:
                 interrupted_early = True
             else:
-                if as_json:
-                    out.print_json(json.dumps(data))
-                else:
-                    render.up(out, data, detached=False)
-                sys.stdout.flush()
-                try:
+                try:  # a Ctrl-C while the URL prints is a normal stop too
+                    if as_json:
+                        out.print_json(json.dumps(data))
+                    else:
+                        render.up(out, data, detached=False)
+                    sys.stdout.flush()
                     runtime.wait(stop)
                 except KeyboardInterrupt:
                     err.print()

@@ -121,19 +121,23 @@ def wait_healthy(
 ) -> HealthReport:
     """Poll `check` until it passes, `deadline` (a time.monotonic() value)
     passes, or `should_stop()` is true. Returns the last report."""
+    last: HealthReport | None = None
     while True:
         report = _run(_Target(host, port, token, 5.0, deadline), CHECKS)
         if report.ok:
             return report
+        # An attempt cut short by the deadline ("no answer within 0.0005 s") would
+        # hide the real failure: keep the last attempt that had its full time.
+        if last is None or time.monotonic() < deadline:
+            last = report
         # Sleep in short slices so should_stop (Ctrl-C, a dead SSH session) is seen quickly.
         wake = min(time.monotonic() + interval, deadline)
         while True:
             if should_stop is not None and should_stop():
-                return report
+                return last
             now = time.monotonic()
             if now >= deadline:
-                # The last complete attempt says more than "deadline reached".
-                return report
+                return last
             if now >= wake:
                 break
             time.sleep(min(0.1, wake - now))

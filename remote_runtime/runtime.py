@@ -8,6 +8,8 @@ says what it did.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import secrets
 import threading
@@ -15,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from . import health, jupyter, providers, ssh, state
 from .errors import (
@@ -251,17 +253,35 @@ class Runtime:
     def wait(self, stop: threading.Event, interval: float = 0.5) -> None:
         """Block until `stop` is set; raise if the connection or the server dies."""
         while not stop.wait(interval):
-            lost = self.heartbeat is not None and self.heartbeat.lost.is_set()
-            if self.session is None or not self.session.alive or lost:
-                reason = self.heartbeat.reason if lost and self.heartbeat else "connection closed"
-                raise SSHError(
-                    f"lost the SSH connection to {self.profile.name} ({reason})",
-                    hint="the remote server stops itself when its connection drops",
-                )
-            if self.server is not None and self.server.process is not None \
-                    and self.server.process.closed:
-                raise RemoteSetupError("the remote Jupyter server stopped unexpectedly",
-                                       details=self._log_tail_for_errors())
+            if self.session is None or not self.session.alive:
+                self._connection_lost("connection closed")
+            process = self.server.process if self.server is not None else None
+            if process is not None and process.closed:
+                raise RemoteSetupError(
+                    "the remote Jupyter server stopped unexpectedly"
+                    + (f" ({reason})" if (reason := self._agent_last_words()) else ""),
+                    details=self._log_tail_for_errors())
+            if self.heartbeat is not None and self.heartbeat.lost.is_set():
+                self._connection_lost(self.heartbeat.reason)
+
+    def _connection_lost(self, reason: str) -> NoReturn:
+        raise SSHError(
+            f"lost the SSH connection to {self.profile.name} ({reason})",
+            hint="the remote server stops itself when its connection drops",
+        )
+
+    def _agent_last_words(self) -> str:
+        """The agent's last line says why the server ended ("server exited with status -9")."""
+        assert self.server is not None and self.server.process is not None
+        try:
+            while (line := self.server.process.read_line(timeout=1.0)) is not None:
+                with contextlib.suppress(ValueError):
+                    message = json.loads(line)
+                    if isinstance(message, dict) and message.get("reason"):
+                        return str(message["reason"])
+        except SSHError:
+            pass
+        return ""
 
     def abort(self) -> None:
         """From another thread: make a running start() fail fast."""

@@ -9,26 +9,23 @@ runs commands. Only this module and `forwarder` import paramiko.
 
 from __future__ import annotations
 
-import getpass
+import contextlib
 import logging
-import os
 import shlex
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO
 
 import paramiko
 
-from . import paths
 from .errors import AuthenticationError, SSHError
 from .hostkeys import HostKeyChecker
 from .providers import Endpoint, Progress
+from .ssh_config import Target, resolve
+from .ssh_proxy import ProxyCommandSocket, ReadAheadSocket
 
 # aes128-gcm first: measured fastest in paramiko (DESIGN.md fact 6).
 PREFERRED_CIPHERS = (
@@ -39,7 +36,6 @@ PREFERRED_CIPHERS = (
 )
 KEEPALIVE_SECONDS = 15
 CONNECT_TIMEOUT = 20.0
-DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
 
 PassphrasePrompt = Callable[[Path], str]
 
@@ -48,156 +44,6 @@ PassphrasePrompt = Callable[[Path], str]
 # file handler; the terminal gets only our own messages.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 logging.getLogger("paramiko").propagate = False
-
-
-@dataclass(frozen=True)
-class Target:
-    """An endpoint after ~/.ssh/config: everything needed to open the socket."""
-
-    alias: str
-    hostname: str
-    port: int
-    user: str
-    identity_files: tuple[Path, ...]
-    proxy_command: str | None
-    proxy_jump: str | None
-    host_key_name: str
-    known_hosts: tuple[Path, ...]
-    identities_only: bool = False
-    extra_known_hosts: tuple[Path, ...] = field(default_factory=tuple)
-
-
-def _load_ssh_config() -> paramiko.SSHConfig:
-    path = paths.user_ssh_config()
-    if not path.is_file():
-        return paramiko.SSHConfig()
-    try:
-        return paramiko.SSHConfig.from_path(str(path))
-    except Exception as exc:  # noqa: BLE001 - paramiko raises many types for bad config
-        raise SSHError(f"{path}: cannot parse SSH config: {exc}") from None
-
-
-def _expand_tokens(text: str, *, host: str, port: int, user: str, alias: str) -> str:
-    """OpenSSH's %h %p %r %n %% tokens in ProxyCommand."""
-    out, i = [], 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "%" and i + 1 < len(text):
-            nxt = text[i + 1]
-            out.append(
-                {"h": host, "p": str(port), "r": user, "n": alias, "%": "%"}.get(nxt, ch + nxt)
-            )
-            i += 2
-        else:
-            out.append(ch)
-            i += 1
-    return "".join(out)
-
-
-def resolve(endpoint: Endpoint) -> Target:
-    """Merge an endpoint with ~/.ssh/config; endpoint (profile) values win."""
-    cfg = _load_ssh_config().lookup(endpoint.host)
-    hostname = cfg.get("hostname", endpoint.host)
-    port = endpoint.port or int(cfg.get("port", 22))
-    user = endpoint.user or cfg.get("user") or getpass.getuser()
-    if endpoint.identity_file is not None:
-        identities: tuple[Path, ...] = (endpoint.identity_file.expanduser(),)
-    elif cfg.get("identityfile"):
-        identities = tuple(Path(os.path.expanduser(p)) for p in cfg["identityfile"])
-    else:
-        identities = tuple(paths.ssh_dir() / name for name in DEFAULT_IDENTITIES)
-    proxy_command = endpoint.proxy_command or cfg.get("proxycommand")
-    if proxy_command and proxy_command.strip().lower() == "none":
-        proxy_command = None
-    proxy_jump = None if proxy_command else (endpoint.proxy_jump or cfg.get("proxyjump"))
-    if proxy_jump and proxy_jump.strip().lower() == "none":
-        proxy_jump = None
-    if proxy_command:
-        proxy_command = _expand_tokens(
-            proxy_command, host=hostname, port=port, user=user, alias=endpoint.host
-        )
-    alias = endpoint.host_key_alias or cfg.get("hostkeyalias")
-    key_name = alias or (hostname if port == 22 else f"[{hostname}]:{port}")
-    known: list[Path] = []
-    if endpoint.known_hosts is not None:
-        known.append(endpoint.known_hosts.expanduser())
-    for item in cfg.get("userknownhostsfile", "").split():
-        known.append(Path(os.path.expanduser(item)))
-    if not known or endpoint.known_hosts is not None:
-        known.append(paths.user_known_hosts())
-    return Target(
-        alias=endpoint.host,
-        hostname=hostname,
-        port=port,
-        user=user,
-        identity_files=identities,
-        proxy_command=proxy_command,
-        proxy_jump=proxy_jump,
-        host_key_name=key_name,
-        known_hosts=tuple(dict.fromkeys(known)),
-        identities_only=cfg.get("identitiesonly", "no").lower() == "yes",
-    )
-
-
-class ProxyCommandSocket:
-    """ProxyCommand's stdin/stdout as one end of a socketpair.
-
-    The child runs in its own session (DESIGN.md fact 8): Ctrl-C in the
-    terminal must not kill it before teardown has stopped the remote server.
-    It is closed last, by `Session.close()`.
-    """
-
-    def __init__(self, command: str):
-        self.command = command
-        ours, theirs = socket.socketpair()
-        self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
-        try:
-            self.process = subprocess.Popen(
-                ["/bin/sh", "-c", f"exec {command}"],
-                stdin=theirs.fileno(),
-                stdout=theirs.fileno(),
-                stderr=self._stderr,
-                start_new_session=True,
-                close_fds=True,
-            )
-        except OSError as exc:
-            ours.close()
-            raise SSHError(f"cannot run ProxyCommand {command!r}: {exc}") from None
-        finally:
-            theirs.close()
-        self.sock = ours
-
-    def stderr_tail(self, limit: int = 400) -> str:
-        try:
-            self._stderr.seek(0)
-            return self._stderr.read().decode(errors="replace").strip()[-limit:]
-        except (OSError, ValueError):
-            return ""
-
-    def failure_detail(self) -> str:
-        """Why the stream ended early: the exit status (if it ended) and its stderr."""
-        try:
-            status: int | None = self.process.wait(timeout=0.5)
-        except subprocess.TimeoutExpired:
-            status = None
-        parts = [] if status is None else [f"ProxyCommand exited with status {status}"]
-        said = self.stderr_tail()
-        if said:
-            parts.append(f"ProxyCommand said: {said}")
-        return "; ".join(parts)
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        finally:
-            if self.process.poll() is None:
-                self.process.terminate()
-                try:
-                    self.process.wait(timeout=3)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait(timeout=3)
-            self._stderr.close()
 
 
 @dataclass
@@ -285,7 +131,9 @@ class Session:
         threading.Thread(target=send, name="ssh-ping", daemon=True).start()
         return answered.wait(timeout) and self.transport.is_active()
 
-    def run(self, command: str, *, stdin: str | None = None, timeout: float = 60.0) -> CommandResult:
+    def run(
+        self, command: str, *, stdin: str | None = None, timeout: float = 60.0
+    ) -> CommandResult:
         """Run `command` through the remote user's shell and wait for it.
 
         `command` must already be quoted (shlex.quote every value). Raises
@@ -332,10 +180,8 @@ class Session:
             self.transport.close()
         finally:
             for closer in reversed(self._closers):
-                try:
+                with contextlib.suppress(Exception):  # best effort on teardown
                     closer()
-                except Exception:  # noqa: BLE001, S110 - best effort on teardown
-                    pass
 
     def __enter__(self) -> Session:
         return self
@@ -372,10 +218,8 @@ def _authenticate(
     tried: list[str] = []
     keys: list[tuple[str, paramiko.PKey]] = []
     if not target.identities_only:
-        try:
+        with contextlib.suppress(paramiko.SSHException):  # no agent running
             keys.extend(("agent key", k) for k in paramiko.Agent().get_keys())
-        except paramiko.SSHException:
-            pass
     for path in target.identity_files:
         key = _load_key(path, prompt)
         if key is not None:
@@ -450,7 +294,10 @@ def _handshake(
         sock, proxy_errors = _open_socket(target, accept_new_host_key, prompt, closers)
         checker = HostKeyChecker(target.host_key_name, target.known_hosts,
                                  trusted=endpoint.trusted_host_keys)
-        transport = paramiko.Transport(sock)
+        # A real socket (direct or ProxyCommand's socketpair) gets read-ahead;
+        # a jump host's channel already buffers.
+        stream = ReadAheadSocket(sock) if isinstance(sock, socket.socket) else sock
+        transport = paramiko.Transport(stream)
         closers.insert(0, transport.close)
         options = transport.get_security_options()
         options.ciphers = tuple(c for c in PREFERRED_CIPHERS if c in options.ciphers) + tuple(
@@ -473,10 +320,8 @@ def _handshake(
         return Session(transport, target, closers)
     except BaseException:
         for closer in reversed(closers):
-            try:
+            with contextlib.suppress(Exception):  # already failing; keep the first error
                 closer()
-            except Exception:  # noqa: BLE001, S110 - already failing; keep the first error
-                pass
         raise
 
 

@@ -561,12 +561,6 @@ def test_unreachable_target(clean_remote: Sandbox, tmp_path: Path, isolated: Iso
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(
-    reason="cli.up: a signal between runtime.start() returning and runtime.wait() "
-    "(while the URL and instructions print) escapes the KeyboardInterrupt handler, so a "
-    "clean stop exits 130 without 'stopping...'; fix proposed to the lead",
-    strict=True,
-)
 def test_ctrl_c_while_the_url_prints_is_a_normal_stop(
     clean_remote: Sandbox,
     tmp_path: Path,

@@ -106,7 +106,7 @@ class Sandbox:
     def _start_netns(self) -> None:
         # Imported here: `python -m remote_runtime.sandbox.proxy` (the relay) imports this
         # package first, and runpy warns when the package already imported the module.
-        from remote_runtime.sandbox.proxy import ConnectProxy, Relay  # noqa: PLC0415
+        from remote_runtime.sandbox.proxy import ConnectProxy, Relay
 
         netns.prune_stale()
         self.remote_bind_host = "127.0.0.1"
