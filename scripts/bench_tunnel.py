@@ -5,16 +5,17 @@
 127.0.0.1 only and forward to 127.0.0.1:<target-port> via the sandbox sshd. Prints
 ``READY <local port> <cipher>`` and runs until stdin closes.
 
-Tuning knobs for experiments (not used by the default benchmark run): --window,
---packet, --transport-nodelay / --no-transport-nodelay.
+The forwarder's SSH connection is made by remote_runtime.ssh.connect, the code
+`remote-runtime up` uses. Tuning knobs for experiments (not used by the default
+benchmark run): --window, --packet, --socket-read, --no-chunk-buffer.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import socket
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -22,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import paramiko
 import sshtunnel
 
-from remote_runtime import forwarder
+from remote_runtime import forwarder, ssh
+from remote_runtime.providers import Endpoint
 
 GCM = "aes128-gcm@openssh.com"
 
@@ -34,42 +36,14 @@ def _check_host_key(transport: paramiko.Transport, host_key_line: str) -> None:
         raise SystemExit("host key mismatch")
 
 
-class BufferedSocket:
-    """Experiment: a socket whose recv reads ahead, so paramiko needs fewer syscalls."""
-
-    def __init__(self, sock: socket.socket, size: int) -> None:
-        self._sock = sock
-        self._size = size
-        self._buf = b""
-        self._pos = 0
-
-    def recv(self, n: int) -> bytes:
-        if self._pos >= len(self._buf):
-            data = self._sock.recv(max(n, self._size))
-            if len(data) <= n:
-                return data
-            self._buf, self._pos = data, 0
-        end = self._pos + n
-        out = self._buf[self._pos : end]
-        self._pos = end
-        return out
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._sock, name)
-
-
-def _connect(args: argparse.Namespace) -> paramiko.Transport:
-    sock = socket.create_connection(("127.0.0.1", args.ssh_port), timeout=10)
-    if args.transport_nodelay:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    transport = paramiko.Transport(BufferedSocket(sock, args.readahead) if args.readahead else sock)
-    options = transport.get_security_options()
-    options.ciphers = (GCM, *(c for c in options.ciphers if c != GCM))
-    transport.start_client(timeout=10)
-    _check_host_key(transport, args.host_key_line)
-    key = paramiko.Ed25519Key.from_private_key_file(args.key)
-    transport.auth_publickey(args.user, key)
-    return transport
+def _connect(args: argparse.Namespace) -> tuple[ssh.Session, paramiko.Transport]:
+    """The tool's own connection code: strict host key, AES-GCM first, TCP_NODELAY,
+    read-ahead socket, exactly as `remote-runtime up` connects."""
+    known = Path(tempfile.mkdtemp(prefix="bench-known-")) / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{args.ssh_port} {args.host_key_line}\n")
+    session = ssh.connect(Endpoint(host="127.0.0.1", port=args.ssh_port, user=args.user,
+                                   identity_file=Path(args.key), known_hosts=known))
+    return session, session.transport
 
 
 def run_forwarder(args: argparse.Namespace) -> None:
@@ -81,7 +55,7 @@ def run_forwarder(args: argparse.Namespace) -> None:
         forwarder.SOCKET_READ_SIZE = args.socket_read
     if args.packet:
         forwarder.MAX_PACKET_SIZE = args.packet
-    transport = _connect(args)
+    session, transport = _connect(args)
     try:
         with forwarder.Forwarder(
             transport, 0, remote_port=args.target_port, bind_hosts=("127.0.0.1",)
@@ -89,7 +63,7 @@ def run_forwarder(args: argparse.Namespace) -> None:
             print(f"READY {fwd.port} {transport.remote_cipher}", flush=True)
             sys.stdin.read()
     finally:
-        transport.close()
+        session.close()
 
 
 def run_sshtunnel(args: argparse.Namespace) -> None:
@@ -122,10 +96,8 @@ def main() -> None:
     parser.add_argument("--target-port", type=int, required=True)
     parser.add_argument("--window", type=int, default=0)
     parser.add_argument("--packet", type=int, default=0)
-    parser.add_argument("--readahead", type=int, default=0)
     parser.add_argument("--socket-read", type=int, default=0)
     parser.add_argument("--chunk-buffer", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--transport-nodelay", action=argparse.BooleanOptionalAction, default=False)
     args = parser.parse_args()
     if args.impl == "forwarder":
         run_forwarder(args)
