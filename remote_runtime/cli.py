@@ -11,15 +11,12 @@ import contextlib
 import getpass
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -29,7 +26,7 @@ try:  # typer >= 0.2x vendors click as typer._click and raises its exceptions
     from typer._click import exceptions as click_exc
 except ImportError:  # older typer: the click package
     from click import exceptions as click_exc  # type: ignore[no-redef]
-from . import __version__, control, paths, profiles, render, supervisor
+from . import __version__, control, interrupts, paths, profiles, render, supervisor
 from .errors import CloudError, ExitCode, RemoteRuntimeError
 from .runtime import Runtime
 
@@ -71,35 +68,12 @@ def _prompt_if_tty() -> Any:
     return _passphrase if sys.stdin.isatty() else None
 
 
-@contextlib.contextmanager
-def _signals_raise_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP stop `up` exactly like Ctrl-C does."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-@contextlib.contextmanager
-def _shielded() -> Iterator[None]:
-    """Teardown must finish: a second Ctrl-C only says so."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        err.print("[yellow]tearing down, please wait...[/yellow]")
-
-    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, handler) for sig in sigs}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+def _teardown(runtime: Runtime) -> None:
+    """Close the runtime where no signal can cut the teardown short; say what was done."""
+    with interrupts.shielded(lambda: err.print("[yellow]tearing down, please wait...[/yellow]")):
+        done = runtime.close()
+    for line in done:
+        err.print(f"[dim]-[/dim] {line}")
 
 
 @app.command()
@@ -137,7 +111,7 @@ def _hold_foreground(runtime: Runtime, *, as_json: bool) -> None:
     failure: RemoteRuntimeError | None = None
     interrupted_early = False
     try:
-        with _signals_raise_interrupt():
+        with interrupts.terminate_as_interrupt():
             try:
                 data = runtime.start().to_dict()
             except KeyboardInterrupt:
@@ -156,10 +130,7 @@ def _hold_foreground(runtime: Runtime, *, as_json: bool) -> None:
                 except RemoteRuntimeError as exc:
                     failure = exc
     finally:
-        with _shielded():
-            done = runtime.close()
-        for line in done:
-            err.print(f"[dim]-[/dim] {line}")
+        _teardown(runtime)
     if failure is not None:
         raise failure
     if interrupted_early:
@@ -273,7 +244,7 @@ def run_command(
     status_code: int = ExitCode.INTERRUPTED
     child: subprocess.Popen[bytes] | None = None
     try:
-        with _signals_raise_interrupt():
+        with interrupts.terminate_as_interrupt():
             try:
                 info = runtime.start()
                 env = dict(os.environ, REMOTE_RUNTIME_URL=info.url,
@@ -295,10 +266,7 @@ def run_command(
                         child.wait()
                 status_code = ExitCode.INTERRUPTED
     finally:
-        with _shielded():
-            done = runtime.close()
-        for line in done:
-            err.print(f"[dim]-[/dim] {line}")
+        _teardown(runtime)
     if status_code < 0:  # killed by a signal: report it as a shell would
         status_code = 128 - status_code
     raise typer.Exit(status_code)
