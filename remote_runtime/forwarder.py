@@ -12,14 +12,15 @@ read everything the channel has buffered in one call, and swap paramiko's
 receive byte array for a list of the received chunks, which saves two copies of
 every byte (about a fifth of the CPU per GB; see BENCHMARK.md). The rest of the
 cost is paramiko's transport thread, which we leave alone.
+
+The parts: `forwarder_listen` binds the loopback listeners, `forwarder_conn`
+pumps one connection, `forwarder_buffer` is the chunk list. The tuning constants
+below are read here, at use, so scripts/bench_tunnel.py can set them.
 """
 
 from __future__ import annotations
 
-import array
 import contextlib
-import errno
-import ipaddress
 import logging
 import selectors
 import socket
@@ -29,7 +30,9 @@ from types import TracebackType
 
 import paramiko
 
-from remote_runtime.errors import PortInUseError
+from remote_runtime.forwarder_buffer import _use_chunk_buffer
+from remote_runtime.forwarder_conn import Connection, disable_nagle
+from remote_runtime.forwarder_listen import bind_listeners, check_loopback
 
 log = logging.getLogger(__name__)
 
@@ -55,137 +58,6 @@ ACCEPT_ERROR_PAUSE = 0.1
 ACCEPT_BATCH = 64
 # Addresses a listener binds when bind_hosts is not given.
 DEFAULT_BIND_HOSTS = ("127.0.0.1", "::1")
-
-
-def _check_loopback(hosts: tuple[str, ...]) -> None:
-    if not hosts:
-        raise ValueError("bind_hosts must name at least one loopback address")
-    for host in hosts:
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            raise ValueError(f"bind host {host!r} is not an IP address") from None
-        if not address.is_loopback:
-            raise ValueError(f"refusing to listen on {host}: only loopback addresses are allowed")
-
-
-def _is_ipv6(host: str) -> bool:
-    return ipaddress.ip_address(host).version == 6
-
-
-def _disable_nagle(transport: paramiko.Transport) -> None:
-    """Send SSH packets at once: with Nagle's algorithm a new connection waits ~40 ms.
-
-    Opening a channel and sending its first data are two small writes in a row;
-    Nagle holds the second until the first is acknowledged, which the server
-    delays (delayed ACK). OpenSSH sets TCP_NODELAY for the same reason.
-    """
-    sock = getattr(transport, "sock", None)
-    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-class _ChunkBuffer:
-    """Drop-in for the ``array('B')`` inside paramiko's BufferedPipe, keeping received chunks.
-
-    paramiko copies every received byte into an array and, on read, copies it out
-    twice more (a slice, then ``tobytes``). Keeping the chunks as they arrive and
-    joining them once on read saves those copies; a read of one whole chunk is free.
-    BufferedPipe only touches its ``_buffer`` under its lock, through
-    ``frombytes``, ``len``, ``buf[:n].tobytes()`` and ``del buf[:n]``.
-    """
-
-    __slots__ = ("_chunks", "_size")
-
-    def __init__(self, initial: bytes = b"") -> None:
-        self._chunks: list[bytes] = [initial] if initial else []
-        self._size = len(initial)
-
-    def frombytes(self, data: bytes) -> None:
-        if data:
-            self._chunks.append(bytes(data))
-            self._size += len(data)
-
-    def __len__(self) -> int:
-        return self._size
-
-    def __getitem__(self, key: slice) -> _ChunkView:
-        return _ChunkView(self, key.stop)
-
-    def __delitem__(self, key: slice) -> None:
-        stop = self._size if key.stop is None else min(key.stop, self._size)
-        self._size -= stop
-        chunks = self._chunks
-        while stop:
-            first = chunks[0]
-            if len(first) <= stop:
-                stop -= len(first)
-                del chunks[0]
-            else:
-                chunks[0] = first[stop:]
-                stop = 0
-
-    def take(self, limit: int | None) -> bytes:
-        chunks = self._chunks
-        if limit is None or limit >= self._size:
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        out = bytearray()
-        for chunk in chunks:
-            if len(out) + len(chunk) >= limit:
-                out += chunk[: limit - len(out)]
-                break
-            out += chunk
-        return bytes(out)
-
-
-class _ChunkView:
-    """What ``buffer[:n]`` returns: just enough for BufferedPipe's ``.tobytes()``."""
-
-    __slots__ = ("_buffer", "_limit")
-
-    def __init__(self, buffer: _ChunkBuffer, limit: int | None) -> None:
-        self._buffer = buffer
-        self._limit = limit
-
-    def tobytes(self) -> bytes:
-        return self._buffer.take(self._limit)
-
-
-def _use_chunk_buffer(channel: paramiko.Channel) -> None:
-    """Swap the channel's receive array for a `_ChunkBuffer`, under the pipe's own lock.
-
-    Does nothing if this paramiko's BufferedPipe does not look as expected.
-    """
-    pipe = getattr(channel, "in_buffer", None)
-    lock = getattr(pipe, "_lock", None)
-    if lock is None or not isinstance(getattr(pipe, "_buffer", None), array.array):
-        return
-    with lock:
-        pipe._buffer = _ChunkBuffer(pipe._buffer.tobytes())  # type: ignore[union-attr]
-
-
-class _Connection:
-    """One accepted client socket and, once opened, its channel."""
-
-    def __init__(self, sock: socket.socket, peer: tuple[str, int]) -> None:
-        self.sock = sock
-        self.peer = peer
-        self.channel: paramiko.Channel | None = None
-        self.threads: list[threading.Thread] = []
-        self.lock = threading.Lock()
-        self.closed = False
-
-    def abort_socket(self) -> None:
-        """Wake every thread blocked on the socket; the owning thread closes the fd."""
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-
-    def close_channel(self) -> None:
-        channel = self.channel
-        if channel is not None:
-            with contextlib.suppress(Exception):
-                channel.close()
 
 
 class Forwarder:
@@ -230,7 +102,7 @@ class Forwarder:
                 range, or ``port`` is 0 without a ``remote_port``.
         """
         bind_hosts = tuple(dict.fromkeys(bind_hosts))  # each address once, order kept
-        _check_loopback(bind_hosts)
+        check_loopback(bind_hosts)
         if not 0 <= port <= 65535:
             raise ValueError(f"port {port} is out of range")
         if remote_port is None:
@@ -249,7 +121,7 @@ class Forwarder:
         self._transport = transport
         self._lock = threading.RLock()  # re-entrant: close() may run in a signal handler
         self._listeners: list[socket.socket] = []
-        self._connections: set[_Connection] = set()
+        self._connections: set[Connection] = set()
         self._accept_thread: threading.Thread | None = None
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
@@ -276,9 +148,12 @@ class Forwarder:
             if self._started or self._closing:
                 raise RuntimeError("a Forwarder can only be started once")
             self._started = True
-            _disable_nagle(self._transport)
+            disable_nagle(self._transport)
             try:
-                self._bind_all()
+                port, listeners = bind_listeners(self.bind_hosts, self.port)
+                self._listeners.extend(listener for _, listener in listeners)
+                self.bound.extend((host, port) for host, _ in listeners)
+                self.port = port
                 self._wake_r, self._wake_w = socket.socketpair()
                 self._wake_r.setblocking(False)
                 self._wake_w.setblocking(False)
@@ -302,7 +177,7 @@ class Forwarder:
 
         The listeners stay bound; connections already open keep their old channel.
         """
-        _disable_nagle(transport)
+        disable_nagle(transport)
         with self._lock:
             self._transport = transport
 
@@ -367,60 +242,6 @@ class Forwarder:
         self.close()
 
     # -- listening ----------------------------------------------------------------------------
-
-    def _bind_all(self) -> None:
-        # IPv4 first: it is mandatory, and with port 0 it decides the port for the rest.
-        hosts = sorted(self.bind_hosts, key=_is_ipv6)
-        attempts = 5 if self.port == 0 else 1
-        for attempt in range(attempts):
-            port = self.port
-            try:
-                for host in hosts:
-                    listener = self._bind_one(host, port)
-                    if listener is None:
-                        continue
-                    self._listeners.append(listener)
-                    port = int(listener.getsockname()[1])
-                    self.bound.append((host, port))
-            except PortInUseError:
-                self._close_listeners()
-                self.bound.clear()
-                if attempt + 1 == attempts:
-                    raise
-                continue
-            self.port = port
-            break
-        if not self._listeners:
-            raise OSError(errno.EADDRNOTAVAIL, f"none of {', '.join(self.bind_hosts)} can be bound")
-
-    def _bind_one(self, host: str, port: int) -> socket.socket | None:
-        """Listen on host:port; None when an IPv6 loopback does not exist here."""
-        ipv6 = _is_ipv6(host)
-        try:
-            listener = socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET)
-        except OSError:
-            if ipv6:
-                return None  # no IPv6 support at all
-            raise
-        try:
-            # Lets us re-bind at once while old connections sit in TIME_WAIT;
-            # on Linux it never lets two sockets listen on one port.
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if ipv6:
-                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            listener.bind((host, port))
-            listener.listen(socket.SOMAXCONN)
-        except OSError as exc:
-            listener.close()
-            if exc.errno == errno.EADDRINUSE:
-                raise PortInUseError(
-                    f"port {port} is already in use on this machine ({host})",
-                    hint="stop whatever listens there or choose another port",
-                ) from None
-            if ipv6 and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
-                return None  # IPv6 disabled, or no ::1 on lo
-            raise
-        return listener
 
     def _close_listeners(self) -> None:
         with self._lock:
@@ -493,7 +314,7 @@ class Forwarder:
         with contextlib.suppress(OSError):
             # Requests and responses are small and interactive: send them at once.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = _Connection(sock, (str(peer[0]), int(peer[1])))
+        conn = Connection(sock, (str(peer[0]), int(peer[1])))
         thread = threading.Thread(
             target=self._serve,
             args=(conn,),
@@ -515,7 +336,7 @@ class Forwarder:
 
     # -- one connection ---------------------------------------------------------------------
 
-    def _serve(self, conn: _Connection) -> None:
+    def _serve(self, conn: Connection) -> None:
         """Open the channel, then pump local -> remote here and remote -> local in a helper."""
         failed = False
         try:
@@ -523,22 +344,18 @@ class Forwarder:
             if channel is None:
                 failed = True
                 return
-            down = threading.Thread(
-                target=self._pump_down,
-                args=(conn, channel),
-                name=f"forwarder-{self.port}-down-{conn.peer[1]}",
-                daemon=True,
+            conn.pump(
+                channel,
+                socket_read_size=SOCKET_READ_SIZE,
+                channel_read_size=CHANNEL_READ_SIZE,
+                down_thread_name=f"forwarder-{self.port}-down-{conn.peer[1]}",
             )
-            conn.threads.append(down)
-            down.start()
-            self._pump_up(conn, channel)
-            down.join()
         except Exception:
             log.exception("forwarder on port %d: connection from %s failed", self.port, conn.peer)
         finally:
             self._finish(conn, failed=failed)
 
-    def _open_channel(self, conn: _Connection) -> paramiko.Channel | None:
+    def _open_channel(self, conn: Connection) -> paramiko.Channel | None:
         transport = self._transport
         try:
             channel = transport.open_channel(
@@ -568,57 +385,9 @@ class Forwarder:
             return None
         return channel
 
-    def _pump_up(self, conn: _Connection, channel: paramiko.Channel) -> None:
-        """Local socket -> channel, until the local side stops sending."""
-        sock = conn.sock
-        try:
-            while True:
-                data = sock.recv(SOCKET_READ_SIZE)
-                if not data:
-                    channel.shutdown_write()  # pass the half-close on as an SSH EOF
-                    return
-                # One packet per send(): slicing per packet avoids sendall's re-copying
-                # of the whole remainder after every packet.
-                step = max(channel.out_max_packet_size - 64, 1024)
-                for start in range(0, len(data), step):
-                    chunk = data[start : start + step] if len(data) > step else data
-                    while chunk:
-                        sent = channel.send(chunk)
-                        if sent == 0:
-                            raise EOFError("channel closed")
-                        chunk = chunk[sent:]
-        except (OSError, EOFError, paramiko.SSHException):
-            # Either side went away: end both directions.
-            conn.abort_socket()
-            conn.close_channel()
-
-    def _pump_down(self, conn: _Connection, channel: paramiko.Channel) -> None:
-        """Channel -> local socket, until the remote side stops sending."""
-        sock = conn.sock
-        try:
-            while True:
-                data = channel.recv(CHANNEL_READ_SIZE)
-                if not data:
-                    break
-                sock.sendall(data)
-            if channel.closed:
-                # The remote closed the channel, not just its sending half.
-                conn.abort_socket()
-            else:
-                sock.shutdown(socket.SHUT_WR)
-        except (OSError, EOFError, paramiko.SSHException):
-            conn.abort_socket()
-            conn.close_channel()
-
-    def _finish(self, conn: _Connection, *, failed: bool) -> None:
-        with conn.lock:
-            if conn.closed:
-                return
-            conn.closed = True
-        conn.close_channel()
-        conn.abort_socket()
-        with contextlib.suppress(OSError):
-            conn.sock.close()
+    def _finish(self, conn: Connection, *, failed: bool) -> None:
+        if not conn.finish():
+            return
         with self._lock:
             self._connections.discard(conn)
             if failed:
