@@ -8,7 +8,10 @@ scripts/setup.sh
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/remote-runtime-demo.XXXXXX")
 log="$work/sandbox.log"
-python3 -m remote_runtime.sandbox --write-profiles "$work/profiles.yaml" --workdir "$work/sandbox" >"$log" 2>&1 &
+# Its own session: Ctrl-C in this terminal must reach `up` (which then stops the remote
+# server through the sandbox), not the sandbox itself; the EXIT trap stops it last.
+setsid python3 -m remote_runtime.sandbox --write-profiles "$work/profiles.yaml" \
+  --workdir "$work/sandbox" >"$log" 2>&1 &
 sandbox_pid=$!
 cleanup() {
   kill -TERM "$sandbox_pid" 2>/dev/null || true

@@ -191,13 +191,20 @@ class Sandbox:
         }
         return {"ssh": ssh, "jupyter": jupyter}
 
-    def write_profiles(self, path: Path, name: str = HOST_ALIAS, jupyter_port: int = 8888) -> Path:
-        """Write a profiles.yaml holding one profile for this sandbox; return its path."""
+    def write_profiles(
+        self, path: Path, name: str = HOST_ALIAS, jupyter_port: int | None = 8888
+    ) -> Path:
+        """Write a profiles.yaml holding one profile for this sandbox; return its path.
+        With `jupyter_port=None` the port is left out: `up` then starts at 8888 and
+        takes the next port free on both ends."""
         path = Path(path)
         if path.is_dir() or not path.suffix:
             path = path / "profiles.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = to_yaml({"profiles": {name: self.profile(name, jupyter_port)}})
+        body = self.profile(name, jupyter_port or 8888)
+        if jupyter_port is None:
+            del body["jupyter"]["port"]
+        text = to_yaml({"profiles": {name: body}})
         path.write_text(f"# written by python -m remote_runtime.sandbox ({self.mode})\n{text}")
         return path
 

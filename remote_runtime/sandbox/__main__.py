@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         help="directory (or .yaml file) to write a profiles.yaml into",
     )
     parser.add_argument("--name", default="sandbox", help="profile name (default: sandbox)")
-    parser.add_argument("--jupyter-port", type=int, default=8888)
+    parser.add_argument("--jupyter-port", type=int, default=None,
+                        help="write this port into the profile (default: none, so `up` "
+                        "starts at 8888 and takes the next port free on both ends)")
     parser.add_argument("--mode", choices=("auto", *MODES), default="auto")
     parser.add_argument("--workdir", type=Path, help="keep sandbox files here (default: temp)")
     args = parser.parse_args(argv)
