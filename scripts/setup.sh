@@ -23,4 +23,4 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 mkdir -p /run/sshd 2>/dev/null || true
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test,gce,bench]'
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test,gce,bench]'
