@@ -1,6 +1,6 @@
 """The remote side: make sure a Colab-capable Jupyter exists, start and stop it.
 
-Everything runs through `agent.py`, sent as the argument of `python3 -c` so the
+Everything runs through the `agent` package, sent as an argument of `python3 -c` so the
 host needs nothing installed beforehand. Every profile value that reaches the
 remote shell is quoted (`ssh.quote`); the token travels on the agent's stdin,
 never on a command line.
@@ -27,10 +27,40 @@ PROBE_TIMEOUT = 90.0
 INSTALL_TIMEOUT = 900.0
 
 
+AGENT_PACKAGE = "rr_agent"  # the agent's package name on the remote
+
+# Imports the agent package from the sources in argv[1] (a compressed JSON map of
+# module name to source): no file is written on the host. Python >= 3.6.
+_BOOTSTRAP = (
+    "import base64,importlib.abc,importlib.util,json,sys,zlib\n"
+    "S=json.loads(zlib.decompress(base64.b64decode(sys.argv.pop(1))).decode())\n"
+    "class L(importlib.abc.MetaPathFinder,importlib.abc.Loader):\n"
+    " def find_spec(self,name,path,target=None):\n"
+    "  if name in S:return importlib.util.spec_from_loader(name,self,"
+    f"is_package=name=={AGENT_PACKAGE!r})\n"
+    " def create_module(self,spec):return None\n"
+    " def exec_module(self,module):exec(compile(S[module.__name__],"
+    "'<remote-runtime agent>/'+module.__name__,'exec'),module.__dict__)\n"
+    "sys.meta_path.insert(0,L())\n"
+    f"from {AGENT_PACKAGE}.main import main\n"
+    "sys.exit(main(sys.argv[1:]))"
+)
+
+
+def agent_sources() -> dict[str, str]:
+    """The agent package as module name -> source, as the remote imports it."""
+    package = Path(__file__).with_name("agent")
+    sources = {}
+    for path in sorted(package.glob("*.py")):
+        name = AGENT_PACKAGE if path.stem == "__init__" else f"{AGENT_PACKAGE}.{path.stem}"
+        sources[name] = path.read_text(encoding="utf-8")
+    return sources
+
+
 @functools.cache
 def _agent_blob() -> str:
-    source = (Path(__file__).with_name("agent.py")).read_bytes()
-    return base64.b64encode(zlib.compress(source, 9)).decode()
+    data = json.dumps(agent_sources(), sort_keys=True).encode()
+    return base64.b64encode(zlib.compress(data, 9)).decode()
 
 
 def agent_command(python: str, *args: str) -> str:
@@ -39,11 +69,7 @@ def agent_command(python: str, *args: str) -> str:
     Every piece is quoted, so a hostile `python` or argument cannot inject
     shell syntax.
     """
-    bootstrap = (
-        "import base64,sys,zlib;"
-        "exec(compile(zlib.decompress(base64.b64decode(sys.argv.pop(1))),'rr-agent','exec'))"
-    )
-    parts = [quote(python), "-c", quote(bootstrap), _agent_blob(), *(quote(a) for a in args)]
+    parts = [quote(python), "-c", quote(_BOOTSTRAP), _agent_blob(), *(quote(a) for a in args)]
     return " ".join(parts)
 
 

@@ -99,8 +99,10 @@ def test_agent_receives_every_value_verbatim(tmp_path: Path) -> None:
     argv = json.loads(record.read_text())
     assert argv[0] == "-c"
     assert "sys.argv.pop(1)" in argv[1]
-    source = zlib.decompress(base64.b64decode(argv[2])).decode()
-    assert source == (Path(remote.__file__).with_name("agent.py")).read_text()
+    sources = json.loads(zlib.decompress(base64.b64decode(argv[2])).decode())
+    assert sources == remote.agent_sources()
+    agent_dir = Path(remote.__file__).with_name("agent")
+    assert sources["rr_agent.main"] == (agent_dir / "main.py").read_text()
     assert argv[3:] == ["status", *HOSTILE]
 
 

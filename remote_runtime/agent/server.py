@@ -1,200 +1,19 @@
-"""The remote half: a stdlib-only script run on the host with its own Python.
-
-`remote` sends this file's source as one argument to `python3 -c`, so nothing
-is installed on the host but the managed env. It must run on Python >= 3.6 and
-import nothing outside the standard library. Every answer is one JSON line.
-
-  probe PORT...     interpreter, user, Jupyter candidates, which ports are free
-  ensure-managed    build or reuse the managed venv (stdin: JSON), streams progress
-  start             start Jupyter under a monitor (stdin: one JSON line, holds the token)
-  attach RUN        renew the lease of a running server over this channel
-  stop RUN          stop a server and its kernels, wait for it
-  status RUN        is it running
-  logs RUN [-f]     the server log
+"""The server under its monitor: start, lease, attach, stop, logs.
 
 The monitor owns the server: it stops it (and every kernel it started) when
 asked, when the lease is not renewed for `lease_seconds`, or - when started
-with on_disconnect=stop - as soon as the channel that started it closes.
-"""
+with on_disconnect=stop - as soon as the channel that started it closes."""
 
-import fcntl
-import hashlib
 import json
 import os
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 
-CANDIDATES = ("jupyter", "/opt/conda/bin/jupyter", "~/.local/bin/jupyter")
-CHECK_STACK = (
-    "import sys, notebook, tornado, jupyter_http_over_ws\n"
-    "import notebook.base.handlers\n"
-    "v = tuple(int(x) for x in tornado.version.split('.')[:2])\n"
-    "ok = notebook.__version__.split('.')[0] == '6' and v < (6, 5)\n"
-    "print(notebook.__version__, tornado.version, 'ok' if ok else 'bad')\n"
-)
-
-
-def emit(obj):
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
-def base_dir():
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = os.path.join(cache, "remote-runtime")
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    return path
-
-
-def run_dir(run_id):
-    if not run_id.replace("-", "").isalnum():
-        raise SystemExit("bad run id")
-    return os.path.join(base_dir(), "runs", run_id)
-
-
-def port_free(host, port):
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    # As tornado binds: a port with only TIME_WAIT leftovers is free for Jupyter.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.close()
-
-
-def interpreter_of(executable):
-    """The Python behind a `jupyter` script (its shebang), or None."""
-    try:
-        with open(executable, "rb") as handle:
-            first = handle.readline(512).decode("utf-8", "replace").strip()
-    except OSError:
-        return None
-    if not first.startswith("#!"):
-        return None
-    parts = first[2:].split()
-    if parts and os.path.basename(parts[0]) == "env" and len(parts) > 1:
-        return shutil.which(parts[1])
-    return parts[0] if parts else None
-
-
-def check_jupyter(argv):
-    """Can this jupyter command run the classic server with the extension?"""
-    executable = argv[0]
-    found = shutil.which(os.path.expanduser(executable))
-    if not found:
-        return {"path": executable, "ok": False, "reason": "not found"}
-    # A command like "python3 -m jupyter" names its interpreter itself.
-    python = found if os.path.basename(found).startswith("python") else interpreter_of(found)
-    if not python:
-        return {"path": found, "ok": False, "reason": "cannot tell which Python it runs on"}
-    try:
-        out = subprocess.run([python, "-c", CHECK_STACK], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return {"path": found, "ok": False, "reason": str(exc)}
-    words = out.stdout.decode(errors="replace").split()
-    if out.returncode != 0 or len(words) != 3:
-        last = (out.stderr.decode(errors="replace").strip().splitlines() or ["?"])[-1]
-        return {"path": found, "ok": False, "reason": last[:200]}
-    ok = words[2] == "ok"
-    reason = "" if ok else "needs notebook 6 and tornado < 6.5, found notebook %s, tornado %s" % (
-        words[0], words[1])
-    return {"path": found, "argv": [found] + list(argv[1:]), "ok": ok, "reason": reason,
-            "python": python,
-            "notebook": words[0], "tornado": words[1]}
-
-
-def cmd_probe(args):
-    config = json.loads(sys.stdin.readline() or "{}")
-    host = config.get("bind_host", "127.0.0.1")
-    names = [config["command"]] if config.get("command") else [[c] for c in CANDIDATES]
-    candidates = [check_jupyter(n) for n in names] if config.get("check_existing", True) else []
-    managed = managed_dir(stack_requirements(config))
-    emit({
-        "python": sys.executable,
-        "version": list(sys.version_info[:2]),
-        "uid": os.getuid(),
-        "user": os.environ.get("USER") or os.environ.get("LOGNAME") or str(os.getuid()),
-        "home": os.path.expanduser("~"),
-        "base": base_dir(),
-        "candidates": candidates,
-        "managed": os.path.join(managed, "bin", "jupyter") if is_built(managed) else None,
-        "free_ports": [p for p in (int(a) for a in args) if port_free(host, p)],
-    })
-
-
-def stack_requirements(config):
-    """The package set for this interpreter (Python >= 3.12 needs setuptools too)."""
-    extra = config.get("requirements_py312", []) if sys.version_info >= (3, 12) else []
-    return list(config.get("requirements", [])) + list(extra)
-
-
-def managed_dir(requirements):
-    digest = hashlib.sha256(json.dumps(sorted(requirements)).encode()).hexdigest()[:12]
-    version = "py%d%d" % sys.version_info[:2]
-    return os.path.join(base_dir(), "envs", "colab-%s-%s" % (version, digest))
-
-
-def is_built(env):
-    return os.path.exists(os.path.join(env, ".complete"))
-
-
-def cmd_ensure_managed(args):
-    config = json.loads(sys.stdin.readline() or "{}")
-    requirements = stack_requirements(config)
-    env = managed_dir(requirements)
-    os.makedirs(os.path.dirname(env), mode=0o700, exist_ok=True)
-    with open(env + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a second `up` waits for the first build
-        if not is_built(env):
-            shutil.rmtree(env, ignore_errors=True)  # a half-built env from a killed run
-            steps = [
-                ["venv", [sys.executable, "-m", "venv", env]],
-                ["pip", [os.path.join(env, "bin", "python"), "-m", "pip", "install",
-                         "--disable-pip-version-check", "--progress-bar", "off"] + requirements],
-                ["enable", [os.path.join(env, "bin", "jupyter"), "serverextension", "enable",
-                            "--py", "jupyter_http_over_ws", "--sys-prefix"]],
-            ]
-            for name, argv in steps:
-                emit({"progress": "%s: %s" % (name, " ".join(argv[-3:]))})
-                proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-                tail = []
-                for raw in proc.stdout:
-                    line = raw.decode(errors="replace").rstrip()
-                    tail = (tail + [line])[-15:]
-                    if line.startswith(("Collecting", "Successfully", "ERROR", "Installing")):
-                        emit({"progress": line[:160]})
-                if proc.wait() != 0:
-                    emit({"error": "%s failed (exit %d)" % (name, proc.returncode),
-                          "log": "\n".join(tail)})
-                    return 1
-            open(os.path.join(env, ".complete"), "w").close()
-    emit({"ok": True, "jupyter": os.path.join(env, "bin", "jupyter")})
-    return 0
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie is not alive; /proc tells.
-    try:
-        with open("/proc/%d/stat" % pid) as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
+from .common import alive, emit, port_free, read_state, run_dir, touch, write_json
 
 
 def descendants(pid):
@@ -288,21 +107,6 @@ def monitor(config, directory):
     log("stopped")
 
 
-def write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as handle:
-        json.dump(obj, handle)
-    os.replace(tmp, path)
-
-
-def read_state(directory):
-    try:
-        with open(os.path.join(directory, "state.json")) as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return None
-
-
 def daemonize(config, directory):
     """Double fork so the monitor outlives the SSH channel that started it."""
     pid = os.fork()
@@ -321,11 +125,6 @@ def daemonize(config, directory):
         monitor(config, directory)
     finally:
         os._exit(0)
-
-
-def touch(path):
-    with open(path, "a"):
-        os.utime(path, None)
 
 
 class StdinLines:
@@ -497,25 +296,3 @@ def cmd_logs(args):
         if readable and not os.read(sys.stdin.fileno(), 4096):
             return 0
     return 0
-
-
-COMMANDS = {
-    "probe": cmd_probe,
-    "ensure-managed": cmd_ensure_managed,
-    "start": cmd_start,
-    "attach": cmd_attach,
-    "stop": cmd_stop,
-    "status": cmd_status,
-    "logs": cmd_logs,
-}
-
-
-def main(argv):
-    if not argv or argv[0] not in COMMANDS:
-        emit({"error": "usage: agent {%s}" % ",".join(COMMANDS)})
-        return 2
-    return COMMANDS[argv[0]](argv[1:]) or 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

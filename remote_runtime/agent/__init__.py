@@ -1,0 +1,18 @@
+"""The remote half: a stdlib-only program run on the host with its own Python.
+
+`remote` ships this package's sources as one argument to `python3 -c` (a small
+bootstrap imports them from memory), so nothing is installed on the host but the
+managed env. It must run on Python >= 3.6 and import nothing outside the
+standard library. Every answer is one JSON line.
+
+  probe PORT...     interpreter, user, Jupyter candidates, which ports are free
+  ensure-managed    build or reuse the managed venv (stdin: JSON), streams progress
+  start             start Jupyter under a monitor (stdin: one JSON line, holds the token)
+  attach RUN        renew the lease of a running server over this channel
+  stop RUN          stop a server and its kernels, wait for it
+  status RUN        is it running
+  logs RUN [-f]     the server log
+
+Modules: `common` (helpers), `stack` (probe, managed env), `server` (monitor,
+lease, stop, logs), `main` (command table).
+"""

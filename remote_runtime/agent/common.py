@@ -1,0 +1,73 @@
+"""Shared helpers of the agent: JSON answers, run directories, processes."""
+
+import json
+import os
+import socket
+import sys
+
+
+def emit(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def base_dir():
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = os.path.join(cache, "remote-runtime")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def run_dir(run_id):
+    if not run_id.replace("-", "").isalnum():
+        raise SystemExit("bad run id")
+    return os.path.join(base_dir(), "runs", run_id)
+
+
+def port_free(host, port):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    # As tornado binds: a port with only TIME_WAIT leftovers is free for Jupyter.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is not alive; /proc tells.
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def write_json(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as handle:
+        json.dump(obj, handle)
+    os.replace(tmp, path)
+
+
+def read_state(directory):
+    try:
+        with open(os.path.join(directory, "state.json")) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def touch(path):
+    with open(path, "a"):
+        os.utime(path, None)

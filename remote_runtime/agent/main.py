@@ -1,0 +1,24 @@
+"""Entry point: `python3 -c BOOTSTRAP BLOB COMMAND ARGS...` ends up in main()."""
+
+
+
+from .common import emit
+from .server import cmd_attach, cmd_logs, cmd_start, cmd_status, cmd_stop
+from .stack import cmd_ensure_managed, cmd_probe
+
+COMMANDS = {
+    "probe": cmd_probe,
+    "ensure-managed": cmd_ensure_managed,
+    "start": cmd_start,
+    "attach": cmd_attach,
+    "stop": cmd_stop,
+    "status": cmd_status,
+    "logs": cmd_logs,
+}
+
+
+def main(argv):
+    if not argv or argv[0] not in COMMANDS:
+        emit({"error": "usage: agent {%s}" % ",".join(COMMANDS)})
+        return 2
+    return COMMANDS[argv[0]](argv[1:]) or 0
