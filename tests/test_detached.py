@@ -39,6 +39,7 @@ from conftest import (
     sandbox_profile,
     write_profiles,
 )
+from procs import alive, cmdline, descendants, error_lines, in_other_netns, wait_gone
 
 from remote_runtime import state
 from remote_runtime.errors import ExitCode
@@ -78,8 +79,6 @@ def describe(result: subprocess.CompletedProcess[str]) -> str:
             f"\n--- stderr\n{result.stderr}")
 
 
-def error_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.startswith("error:")]
 
 
 def assert_one_error_line(result: subprocess.CompletedProcess[str], status: int,
@@ -111,52 +110,14 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str,
         time.sleep(interval)
 
 
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
 
 
-def alive(pid: int) -> bool:
-    """Running, and not a zombie (a killed supervisor's parent has already exited)."""
-    try:
-        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return status != "Z"
 
 
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
-def wait_gone(pids: list[int], timeout: float = GONE_TIMEOUT) -> list[int]:
-    """Wait for `pids` to exit; return those still alive at the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not [pid for pid in pids if alive(pid)]:
-            return []
-        time.sleep(0.1)
-    return [pid for pid in pids if alive(pid)]
 
 
-def in_other_netns(pid: int) -> bool:
-    return os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
 
 
 def remote_servers(box: Sandbox, port: int) -> list[int]:

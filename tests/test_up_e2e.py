@@ -34,6 +34,7 @@ from conftest import (
     write_profiles,
 )
 from jupyter_venv import stack_venv
+from procs import alive, cmdline, descendants, error_lines, in_other_netns, wait_gone
 
 from remote_runtime import cli, render
 from remote_runtime.errors import ExitCode
@@ -63,37 +64,10 @@ def local_port() -> int:
 # --- looking at the remote side -----------------------------------------------------------
 
 
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def remote_server_pid(box: Sandbox, port: int) -> int:
@@ -111,23 +85,10 @@ def remote_server_pid(box: Sandbox, port: int) -> int:
     return found[0]
 
 
-def wait_gone(pids: list[int], timeout: float = GONE_TIMEOUT) -> list[int]:
-    """Wait for `pids` to exit; return those still alive at the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        left = [pid for pid in pids if alive(pid)]
-        if not left:
-            return []
-        time.sleep(0.1)
-    return [pid for pid in pids if alive(pid)]
 
 
-def in_other_netns(pid: int) -> bool:
-    return os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
 
 
-def error_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.startswith("error:")]
 
 
 @pytest.fixture
