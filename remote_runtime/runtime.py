@@ -350,14 +350,15 @@ class Runtime:
             session = self.session
             step("closed the SSH connection", session.close)
         if self.provider is not None:
-            provider = self.provider
-            step_before = len(done)
+            # The provider says what it did (e.g. "stopped instance ..."), or nothing.
             messages: list[str] = []
-            step("cloud resources", lambda: provider.close(messages.append))
-            if messages:
-                done[step_before:] = messages
-            else:
-                del done[step_before:]
+            try:
+                self.provider.close(messages.append)
+            except RemoteRuntimeError as exc:
+                messages.append(f"cloud resources: failed ({exc.message})")
+            except Exception as exc:  # noqa: BLE001 - teardown must go on whatever failed
+                messages.append(f"cloud resources: failed ({type(exc).__name__}: {exc})")
+            done.extend(messages)
         if self._record_written:
             state.remove(self.profile.name, pid=os.getpid())
         return done
