@@ -27,7 +27,6 @@ from . import paths, state
 from .errors import (
     ExitCode,
     RemoteRuntimeError,
-    RemoteSetupError,
     SSHError,
 )
 from .profiles import Profile
@@ -158,9 +157,7 @@ def keep_alive(runtime: Runtime, stop: threading.Event, note: Callable[[str], No
                 raise SSHError(f"could not reconnect within the lease ({lease}s); "
                                "the remote server has stopped itself")
             try:
-                runtime.reconnect()
-            except RemoteSetupError:
-                raise
+                runtime.reconnect()  # RemoteSetupError (server gone) ends the supervisor
             except SSHError as exc:
                 note(f"reconnect failed: {exc.message}; next try in {delay:.0f}s")
                 stop.wait(delay)
