@@ -22,6 +22,7 @@ from .yamlfile import Lines
 from .yamlfile import read as read_yaml
 
 ENV_VAR = "REMOTE_RUNTIME_PROFILES"
+_LINE = re.compile(r" line (\d+):")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 ENV_MODES = ("auto", "existing", "managed")
 GCE_ADDRESS_MODES = ("auto", "external", "internal", "iap")
@@ -338,6 +339,8 @@ def validate(source: Path) -> tuple[ProfileSet, list[str]]:
         profile = _profile(str(name), body, source, problems)
         if profile is not None:
             result.profiles[profile.name] = profile
+    # In file order, as an editor shows them (problems without a line stay first).
+    problems.items.sort(key=lambda item: int(m.group(1)) if (m := _LINE.search(item)) else 0)
     return result, problems.items
 
 
