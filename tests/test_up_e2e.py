@@ -667,3 +667,85 @@ def test_profiles_check_good_file(tmp_path: Path) -> None:
     assert result.returncode == ExitCode.OK, result
     assert "2 profile(s) OK" in result.stdout and "a, b" in result.stdout
     assert result.stderr == ""
+
+
+# --- which Jupyter the remote runs (jupyter.env) --------------------------------------------
+
+
+@pytest.mark.integration
+def test_env_existing_runs_the_given_jupyter(
+    clean_remote: Sandbox, tmp_path: Path, start_up: StartUp, isolated: Isolated
+) -> None:
+    """A host that already has a working stack (a Deep Learning VM's /opt/conda, here the
+    test stack venv on the shared filesystem) is used as it is: no managed env."""
+    box = clean_remote
+    port = local_port()
+    jupyter = stack_venv() / "bin" / "jupyter"
+    profiles = profiles_file(tmp_path, box, port,
+                             jupyter={"env": "existing", "command": str(jupyter)})
+    up = start_up("sb", "--profiles", str(profiles))
+    port_seen, token = up.wait_ready(FIRST_URL_TIMEOUT)
+    assert port_seen == port
+    assert f"using the existing Jupyter at {jupyter}" in up.stderr
+    assert "managed" not in up.stderr
+    server = remote_server_pid(box, port)
+    assert str(stack_venv()) in cmdline(server)
+    with ColabClient(port, token, timeout=30) as colab:
+        kernel = colab.start_kernel()
+        assert colab.execute(kernel, "print(6*7)").strip() == "42"
+    up.interrupt()
+    assert up.wait(EXIT_TIMEOUT) == ExitCode.OK, up.describe()
+    assert_torn_down(up, box, port, [server], isolated)
+
+
+@pytest.mark.integration
+def test_env_existing_without_a_colab_stack_is_exit_6(
+    clean_remote: Sandbox, tmp_path: Path, isolated: Isolated
+) -> None:
+    """`existing` never installs: a Python without the classic notebook is refused,
+    saying why, and the hint names the way out."""
+    box = clean_remote
+    port = local_port()
+    profiles = profiles_file(tmp_path, box, port, jupyter={
+        "env": "existing", "command": f"{sys.executable} -m jupyter"})
+    result = run_cli("up", "sb", "--profiles", str(profiles), timeout=120)
+    assert result.returncode == ExitCode.REMOTE_SETUP, result
+    errors = error_lines(result.stderr)
+    assert len(errors) == 1, result.stderr
+    assert "can load jupyter_http_over_ws" in errors[0]
+    assert "notebook" in errors[0]  # the import that failed
+    assert "env: managed" in result.stderr  # the hint
+    assert "Traceback" not in result.stderr
+    assert port_closed(port)
+    assert not wait_gone(box.remote_pids())
+    assert isolated.runtime_records == []
+
+
+@pytest.mark.integration
+def test_default_port_taken_on_the_remote_picks_the_next_free_one(
+    clean_remote: Sandbox, tmp_path: Path, start_up: StartUp, isolated: Isolated
+) -> None:
+    """As on a Deep Learning VM whose own JupyterLab holds a port: step around it."""
+    box = clean_remote
+    assert box.namespace is not None
+    default = 8888
+    holder = subprocess.Popen(
+        box.namespace.argv([sys.executable, "-c", SERVE, str(default)]),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "bound"
+        up = start_up("sb", "--profiles", str(profiles_file(tmp_path, box, None)))
+        port, token = up.wait_ready(FIRST_URL_TIMEOUT)
+        assert default < port < default + 50
+        assert f"port {default} is taken on the remote host; using {port}" in up.stderr
+        with ColabClient(port, token, timeout=30) as colab:
+            assert colab.request("GET", "/api/status")[0] == 200
+        server = remote_server_pid(box, port)
+        up.interrupt()
+        assert up.wait(EXIT_TIMEOUT) == ExitCode.OK, up.describe()
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    assert_torn_down(up, box, port, [server], isolated)
