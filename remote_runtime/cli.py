@@ -11,6 +11,7 @@ import contextlib
 import getpass
 import json
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -334,8 +335,22 @@ def report(exc: RemoteRuntimeError) -> int:
     return int(exc.exit_code)
 
 
+def _raise_fd_limit() -> None:
+    """Each forwarded connection holds a socket: lift the soft open-file limit toward
+    the hard one (macOS starts at 256, which would cap Colab's connections)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    cap = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    for target in (cap, 10240):  # macOS refuses more than OPEN_MAX (10240)
+        if soft >= target:
+            return
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return
+
+
 def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return per outcome
     """Entry point: run the CLI and map every outcome to an exit status."""
+    _raise_fd_limit()
     try:
         result = app(args=argv, prog_name="remote-runtime", standalone_mode=False)
     except RemoteRuntimeError as exc:
