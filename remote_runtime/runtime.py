@@ -172,6 +172,7 @@ class Runtime:
                 details=self._log_tail_for_errors(),
                 hint="the remote server log is above; --timeout gives a slow host more time",
             )
+        self._check_ipv6_loopback(port, token)
         self.info = RuntimeInfo(
             name=profile.name,
             kind=profile.kind,
@@ -189,6 +190,19 @@ class Runtime:
         record.endpoint, record.phase = endpoint.to_dict(), "up"
         state.claim(record)
         return self.info
+
+    def _check_ipv6_loopback(self, port: int, token: str) -> None:
+        """Browsers may resolve `localhost` to ::1: where we listen there, it must answer too."""
+        if self.forwarder is None or not any(host == "::1" for host, _ in self.forwarder.bound):
+            return
+        report = health.quick_check(port, token, host="::1")
+        failure = report.first_failure
+        if failure is not None:
+            raise HealthCheckError(
+                f"the runtime answers on 127.0.0.1 but not on [::1]:{port} "
+                f"('{failure.name}': {failure.detail})",
+                hint="browsers may resolve localhost to ::1; check this machine's IPv6 loopback",
+            )
 
     def _start_heartbeat(self) -> None:
         assert self.session is not None and self.server is not None
