@@ -289,7 +289,7 @@ class RemoteHost:
         process = self.session.start(
             agent_command(self.settings.python, "attach", handle.run_id, "lease"))
         line = process.read_line(timeout=60)
-        answer = _json_line(line or "", "attach") if line else {"error": "no answer"}
+        answer = _json_line(line, "attach") if line else {"error": "no answer"}
         if not answer.get("ok"):
             process.close()
             raise RemoteSetupError(
