@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from . import profiles as profiles_mod
+from .options import DEFAULT_TIMEOUT, UpOptions, quiet
 from .runtime import Runtime, RuntimeInfo
 
 
@@ -24,7 +25,7 @@ def up(
     *,
     profiles: Path | str | None = None,
     port: int | None = None,
-    timeout: float = 180.0,
+    timeout: float = DEFAULT_TIMEOUT,
     accept_new_host_key: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> Iterator[RuntimeInfo]:
@@ -34,6 +35,7 @@ def up(
     `remote_runtime.errors.RemoteRuntimeError` subclass when it cannot.
     """
     profile = profiles_mod.load(profiles).get(name)
-    with Runtime(profile, port=port, timeout=timeout, accept_new_host_key=accept_new_host_key,
-                 progress=progress or (lambda _: None)) as runtime:
-        yield runtime.start()
+    options = UpOptions(port=port, timeout=timeout, accept_new_host_key=accept_new_host_key)
+    with Runtime(profile, options, progress=progress or quiet) as runtime:
+        assert runtime.info is not None
+        yield runtime.info

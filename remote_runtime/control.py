@@ -7,18 +7,13 @@ whose owner is gone is reported as stale and cleaned by `down`.
 
 from __future__ import annotations
 
-import os
-import signal
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from . import health, jupyter, ssh, state
-from .errors import NotRunningError, RemoteRuntimeError, SSHError, StateError
+from . import health, procs, providers, redact, ssh, state
+from .errors import CloudError, NotRunningError, RemoteRuntimeError, SSHError, StateError
 from .profiles import Profile, ProfileSet
-from .providers import Endpoint
 from .remote import RemoteHost, ServerHandle, agent_command
 
 STOP_WAIT = 90.0  # a supervisor stops the server (<= 40 s) and closes everything
@@ -48,7 +43,7 @@ class RuntimeStatus:
         if record is not None and self.state == "up":
             url = record.url
             data.update(
-                url=url if show_token else jupyter.redact(url),
+                url=url if show_token else redact.url(url),
                 port=record.port,
                 pid=record.pid,
                 since=record.since,
@@ -73,19 +68,31 @@ def _status_of(profile: Profile, record: state.Record | None) -> RuntimeStatus:
 
 
 def list_runtimes(
-    profiles: ProfileSet, *, check_health: bool = True
+    profiles: ProfileSet, *, check_health: bool = True, refresh: bool = False
 ) -> tuple[list[RuntimeStatus], list[str]]:
-    """Every profile with its runtime state; unreadable records become warnings."""
+    """Every profile with its runtime state; unreadable records become warnings.
+    `refresh` asks the cloud API for each GCE VM's live status."""
     records, problems = state.read_all()
     rows = []
     for profile in profiles.profiles.values():
         row = _status_of(profile, records.get(profile.name))
         if check_health and row.state == "up" and row.record is not None:
             row.health = health.quick_check(row.record.port, row.record.token)
+        if refresh and profile.gce is not None:
+            row.live_status = _live_status(profile)
         rows.append(row)
     for name in sorted(set(records) - set(profiles.profiles)):
         problems.append(f"runtime '{name}' is recorded but its profile is not in {profiles.path}")
     return rows, problems
+
+
+def _live_status(profile: Profile) -> str:
+    try:
+        from .providers.gce import live_status
+
+        return str(live_status(profile))
+    except CloudError as exc:
+        return f"unknown ({exc.message})"
 
 
 def _live_record(profiles: ProfileSet, name: str) -> tuple[Profile, state.Record]:
@@ -114,21 +121,9 @@ def status(profiles: ProfileSet, name: str) -> RuntimeStatus:
 def _is_cli_process(pid: int, name: str) -> bool:
     """Is the owner our CLI (foreground `up`, `run`, a supervisor), which tears down on
     SIGTERM? A script using `remote_runtime.api` may not."""
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    text = [a.decode(errors="replace") for a in argv]
-    ours = any("remote_runtime" in a or "remote-runtime" in a for a in text)
-    return ours and name in text
-
-
-def _wait_gone(pid: int, deadline: float) -> bool:
-    while time.monotonic() < deadline:
-        if not state.pid_alive(pid):
-            return True
-        time.sleep(0.1)
-    return False
+    argv = procs.cmdline(pid)
+    ours = any("remote_runtime" in a or "remote-runtime" in a for a in argv)
+    return ours and name in argv
 
 
 def down(profiles: ProfileSet, name: str, progress: Callable[[str], None]) -> list[str]:
@@ -150,12 +145,9 @@ def down(profiles: ProfileSet, name: str, progress: Callable[[str], None]) -> li
         )
     if record.alive:
         progress(f"asking process {record.pid} to tear '{name}' down")
-        os.kill(record.pid, signal.SIGTERM)
-        if _wait_gone(record.pid, time.monotonic() + STOP_WAIT):
+        if procs.stop_pid(record.pid, timeout=STOP_WAIT):
             done.append(f"process {record.pid} tore the runtime down")
         else:
-            os.kill(record.pid, signal.SIGKILL)
-            _wait_gone(record.pid, time.monotonic() + 5)
             done.append(f"process {record.pid} did not stop within {STOP_WAIT:.0f}s; killed it")
         if state.get(name) is None:
             return done
@@ -176,18 +168,16 @@ def _clean_stale(profile: Profile, record: state.Record,
     handle = ServerHandle(run_id=record.run_id, port=record.port, server_pid=0, monitor_pid=0,
                           log_path=record.remote_log, jupyter=[])
     try:
-        with ssh.connect(Endpoint.from_dict(record.endpoint)) as session:
+        with ssh.connect(ssh.Endpoint.from_dict(record.endpoint)) as session:
             reason = RemoteHost(session, profile.jupyter).stop(handle)
     except RemoteRuntimeError as exc:
         return [f"could not stop the remote server ({exc.message}); it stops itself within "
                 f"{profile.jupyter.lease_seconds}s of its last lease renewal"]
     done = [f"remote server: {reason}"]
     if profile.gce is not None and profile.gce.stop_on_exit:
-        from .providers import for_profile
-
         messages: list[str] = []
         try:
-            for_profile(profile).close(messages.append)
+            providers.for_profile(profile).close(messages.append)
         except RemoteRuntimeError as exc:
             messages.append(f"could not stop the VM: {exc.message}")
         done.extend(messages)
@@ -211,7 +201,7 @@ def logs(profiles: ProfileSet, name: str, *, follow: bool, lines: int,
         raise NotRunningError(f"runtime '{name}' has no recorded endpoint")
     args = ["logs", record.run_id] + (["-f"] if follow else [])
     command = f"RR_LINES={int(lines)} " + agent_command(profile.jupyter.python, *args)
-    with ssh.connect(Endpoint.from_dict(record.endpoint)) as session:
+    with ssh.connect(ssh.Endpoint.from_dict(record.endpoint)) as session:
         process = session.start(command)
         try:
             while True:
@@ -221,6 +211,6 @@ def logs(profiles: ProfileSet, name: str, *, follow: bool, lines: int,
                     break
                 if line is None:
                     break
-                write(line.replace(record.token, "<hidden>"))
+                write(redact.text(line, record.token))
         finally:
             process.close()

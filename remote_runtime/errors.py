@@ -88,6 +88,12 @@ class NotRunningError(RemoteRuntimeError):
     exit_code = ExitCode.NOT_RUNNING
 
 
+class CommandNotRunnable(RemoteRuntimeError):
+    """`run`: the local command could not be started."""
+
+    exit_code = ExitCode.COMMAND_NOT_FOUND
+
+
 class StateError(RemoteRuntimeError):
     """A state record is unreadable or inconsistent."""
 

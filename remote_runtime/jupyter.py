@@ -123,11 +123,5 @@ def colab_url(port: int, token: str, host: str = "localhost") -> str:
     return f"http://{host}:{port}/?token={token}"
 
 
-def redact(url: str) -> str:
-    """The URL with its token hidden, for logs and listings."""
-    head, sep, _token = url.partition("?token=")
-    return f"{head}{sep}<hidden>" if sep else url
-
-
 def local_python_version() -> tuple[int, int]:
     return sys.version_info[:2]

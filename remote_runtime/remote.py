@@ -19,8 +19,8 @@ from typing import Any
 
 from . import jupyter
 from .errors import PortInUseError, RemoteSetupError, SSHError
+from .options import Progress
 from .profiles import JupyterSettings
-from .providers import Progress
 from .ssh import RemoteProcess, Session, quote
 
 PROBE_TIMEOUT = 90.0

@@ -2,8 +2,9 @@
 
 Data flows one way: profile -> endpoint -> SSH session -> remote server
 (port, token) -> local forwarder on the same port -> health report -> state
-record. `Runtime.close()` tears down in reverse order on every exit path and
-says what it did.
+record. `Runtime.start()` runs in phases; each phase that acquires something
+pushes the step that undoes it, and `Runtime.close()` replays those steps in
+reverse on every exit path and says what it did.
 """
 
 from __future__ import annotations
@@ -15,29 +16,22 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from . import health, jupyter, providers, ssh, state
+from . import health, jupyter, ports, providers, redact, ssh, state
 from .errors import (
     HealthCheckError,
-    PortInUseError,
     RemoteRuntimeError,
     RemoteSetupError,
     SSHError,
 )
-from .forwarder import Forwarder
+from .forward import Forwarder
 from .heartbeat import Heartbeat
+from .lifecycle import Resource, UndoStack, step
+from .options import Progress, UpOptions, quiet
 from .profiles import Profile
-from .providers import Progress
 from .remote import Probe, RemoteHost, ServerHandle
-
-PORT_SEARCH = 50  # how far past the default port to look for one free on both ends
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 @dataclass
@@ -60,12 +54,12 @@ class RuntimeInfo:
     def url(self) -> str:
         return jupyter.colab_url(self.port, self.token)
 
-    def to_dict(self, *, show_token: bool = True) -> dict[str, Any]:
+    def to_dict(self, *, show_token: bool = False) -> dict[str, Any]:
         return {
             "name": self.name,
             "kind": self.kind,
             "target": self.target,
-            "url": self.url if show_token else jupyter.redact(self.url),
+            "url": self.url if show_token else redact.url(self.url),
             "port": self.port,
             "token": self.token if show_token else None,
             "run_id": self.run_id,
@@ -78,89 +72,126 @@ class RuntimeInfo:
         }
 
 
-class Runtime:
-    """One runtime's resources. Use as a context manager: `close()` always runs."""
+class Runtime(Resource):
+    """One runtime's resources. Use as a context manager: `close()` always runs.
+
+    A detached runtime (owned by a supervisor) keeps its remote server running
+    across a lost connection, under its lease, and reconnects; a foreground one
+    stops the server as soon as its connection drops.
+    """
 
     def __init__(
         self,
         profile: Profile,
+        options: UpOptions | None = None,
         *,
-        port: int | None = None,
-        timeout: float = 180.0,
-        accept_new_host_key: bool = False,
-        progress: Progress = _quiet,
+        progress: Progress = quiet,
         passphrase_prompt: ssh.PassphrasePrompt | None = None,
-        on_disconnect: str = "stop",
         detached: bool = False,
         log_path: str = "",
     ):
         self.profile = profile
-        self.port_request = port
-        self.timeout = timeout
-        self.accept_new_host_key = accept_new_host_key
+        self.options = options or UpOptions()
         self.progress = progress
         self.passphrase_prompt = passphrase_prompt
-        self.on_disconnect = on_disconnect
         self.detached = detached
+        self.on_disconnect = "lease" if detached else "stop"
         self.log_path = log_path
         self.provider: providers.Provider | None = None
-        self.endpoint: providers.Endpoint | None = None
+        self.endpoint: ssh.Endpoint | None = None
         self.heartbeat: Heartbeat | None = None
         self.session: ssh.Session | None = None
         self.remote: RemoteHost | None = None
         self.forwarder: Forwarder | None = None
         self.server: ServerHandle | None = None
         self.info: RuntimeInfo | None = None
-        self._record_written = False
+        self._record: state.Record | None = None
+        self._undo = UndoStack()
         self._token = ""
         self._closed = False
         self._close_lock = threading.Lock()
 
-    # --- start ---------------------------------------------------------------
+    # --- start, in phases ------------------------------------------------------------
 
     def start(self) -> RuntimeInfo:
-        profile, progress = self.profile, self.progress
-        deadline = time.monotonic() + self.timeout
-        # Claimed before any work: a second `up` of the same name is refused, and
-        # `down` from another terminal can stop this one while it is starting.
+        """Bring the runtime up; on failure the caller's close() undoes each phase done."""
+        self._started = True
+        deadline = time.monotonic() + self.options.timeout
+        self._claim_record()
+        endpoint = self._prepare_target()
+        self._connect(endpoint)
+        probe, jupyter_argv, wanted, explicit = self._prepare_remote()
+        port, notes = self._bind_forwarder(probe, wanted, explicit)
+        self._start_server(probe, port, jupyter_argv)
+        self._start_heartbeat()
+        self._undo.push(self._stop_heartbeat)
+        report = self._check_health(port, deadline)
+        return self._publish(endpoint, port, jupyter_argv, report, notes)
+
+    def _claim_record(self) -> None:
+        """Claimed before any work: a second `up` of the same name is refused, and
+        `down` from another terminal can stop this one while it is starting."""
+        profile = self.profile
         record = state.Record(
             name=profile.name, kind=profile.kind, pid=os.getpid(), port=0, token="",
             run_id="", target=profile.target, profiles_path=str(profile.source),
             detached=self.detached, log_path=self.log_path, phase="starting",
         )
         state.claim(record)
-        self._record_written = True
-        self.provider = providers.for_profile(profile)
-        endpoint = self.endpoint = self.provider.prepare(progress)
-        progress(f"connecting to {endpoint.description or endpoint.host} over SSH")
+        self._record = record
+        self._undo.push(self._remove_record)
+
+    def _prepare_target(self) -> ssh.Endpoint:
+        self.provider = providers.for_profile(self.profile)
+        self._undo.push(self._close_provider)
+        self.endpoint = self.provider.prepare(self.progress)
+        return self.endpoint
+
+    def _connect(self, endpoint: ssh.Endpoint) -> None:
+        self.progress(f"connecting to {endpoint.description or endpoint.host} over SSH")
         self.session = ssh.connect(
             endpoint,
-            accept_new_host_key=self.accept_new_host_key,
+            accept_new_host_key=self.options.accept_new_host_key,
             passphrase_prompt=self.passphrase_prompt,
-            progress=progress,
+            progress=self.progress,
         )
-        self.remote = RemoteHost(self.session, profile.jupyter)
+        self._undo.push(step("closed the SSH connection", self._close_session))
+        self.remote = RemoteHost(self.session, self.profile.jupyter)
+
+    def _prepare_remote(self) -> tuple[Probe, list[str], int, bool]:
+        assert self.remote is not None
         wanted, explicit = self._wanted_port()
-        ports = [wanted] if explicit else list(range(wanted, min(wanted + PORT_SEARCH, 65536)))
-        progress("checking the remote host")
-        probe = self.remote.probe(ports)
-        jupyter_argv = self.remote.ensure_stack(probe, progress)
-        port, notes = self._bind_forwarder(probe, wanted, explicit)
-        token = self._token = secrets.token_hex(24)
-        run_id = f"{profile.name}-{uuid.uuid4().hex[:12]}"
-        progress(f"starting Jupyter on port {port} (remote {profile.jupyter.bind_host})")
+        self.progress("checking the remote host")
+        probe = self.remote.probe(ports.candidates(wanted, explicit))
+        jupyter_argv = self.remote.ensure_stack(probe, self.progress)
+        return probe, jupyter_argv, wanted, explicit
+
+    def _start_server(self, probe: Probe, port: int, jupyter_argv: list[str]) -> None:
+        assert self.remote is not None
+        self._token = secrets.token_hex(24)
+        run_id = f"{self.profile.name}-{uuid.uuid4().hex[:12]}"
+        self.progress(f"starting Jupyter on port {port} "
+                      f"(remote {self.profile.jupyter.bind_host})")
         self.server = self.remote.start_server(
             run_id=run_id,
             port=port,
-            token=token,
+            token=self._token,
             jupyter_argv=jupyter_argv,
             allow_root=probe.is_root,
             on_disconnect=self.on_disconnect,
         )
-        self._start_heartbeat()
-        progress("checking the runtime through the tunnel, as Colab will")
+        self._undo.push(self._stop_server)
+
+    def _start_heartbeat(self) -> None:
+        assert self.session is not None and self.server is not None
+        assert self.server.process is not None
+        interval = min(30.0, self.profile.jupyter.lease_seconds / 4)
+        self.heartbeat = Heartbeat(self.session, self.server.process, interval=interval).start()
+
+    def _check_health(self, port: int, deadline: float) -> health.HealthReport:
+        self.progress("checking the runtime through the tunnel, as Colab will")
         report = health.wait_healthy(
-            port, token, deadline=max(deadline, time.monotonic() + 15),
+            port, self._token, deadline=max(deadline, time.monotonic() + 15),
             should_stop=lambda: self.server is None or (
                 self.server.process is not None and self.server.process.closed),
         )
@@ -172,30 +203,38 @@ class Runtime:
                 details=self._log_tail_for_errors(),
                 hint="the remote server log is above; --timeout gives a slow host more time",
             )
-        self._check_ipv6_loopback(port, token)
+        self._check_ipv6_loopback(port)
+        return report
+
+    def _publish(self, endpoint: ssh.Endpoint, port: int, jupyter_argv: list[str],
+                 report: health.HealthReport, notes: list[str]) -> RuntimeInfo:
+        """The runtime is up: say so in the state record, and return what was made."""
+        assert self.server is not None and self._record is not None
+        profile = self.profile
         self.info = RuntimeInfo(
             name=profile.name,
             kind=profile.kind,
             target=endpoint.description or profile.target,
             port=port,
-            token=token,
-            run_id=run_id,
+            token=self._token,
+            run_id=self.server.run_id,
             server_pid=self.server.server_pid,
             jupyter=" ".join(jupyter_argv),
             health=report,
             notes=notes,
         )
-        record.port, record.token, record.run_id = port, token, run_id
+        record = self._record
+        record.port, record.token, record.run_id = port, self._token, self.server.run_id
         record.target, record.remote_log = self.info.target, self.server.log_path
         record.endpoint, record.phase = endpoint.to_dict(), "up"
         state.claim(record)
         return self.info
 
-    def _check_ipv6_loopback(self, port: int, token: str) -> None:
+    def _check_ipv6_loopback(self, port: int) -> None:
         """Browsers may resolve `localhost` to ::1: where we listen there, it must answer too."""
         if self.forwarder is None or not any(host == "::1" for host, _ in self.forwarder.bound):
             return
-        report = health.quick_check(port, token, host="::1")
+        report = health.quick_check(port, self._token, host="::1")
         failure = report.first_failure
         if failure is not None:
             raise HealthCheckError(
@@ -204,62 +243,31 @@ class Runtime:
                 hint="browsers may resolve localhost to ::1; check this machine's IPv6 loopback",
             )
 
-    def _start_heartbeat(self) -> None:
-        assert self.session is not None and self.server is not None
-        assert self.server.process is not None
-        interval = min(30.0, self.profile.jupyter.lease_seconds / 4)
-        self.heartbeat = Heartbeat(self.session, self.server.process, interval=interval).start()
-
     def _wanted_port(self) -> tuple[int, bool]:
-        if self.port_request is not None:
-            return self.port_request, True
+        if self.options.port is not None:
+            return self.options.port, True
         settings = self.profile.jupyter
         return settings.port, settings.port_explicit
 
     def _bind_forwarder(self, probe: Probe, wanted: int, explicit: bool) -> tuple[int, list[str]]:
-        """Bind the local listener on a port that is free on both ends (DESIGN.md fact 2)."""
         assert self.session is not None
-        bind_host = self.profile.jupyter.bind_host
-        if explicit and wanted not in probe.free_ports:
-            raise PortInUseError(
-                f"port {wanted} is already in use on the remote host",
-                hint="choose another with --port, or stop what holds it there",
-            )
-        local_taken: list[int] = []
-        for port in probe.free_ports:
-            forwarder = Forwarder(self.session.transport, port, bind_host, port)
-            try:
-                forwarder.start()
-            except PortInUseError:
-                if explicit:
-                    raise PortInUseError(
-                        f"port {port} is already in use on this machine",
-                        hint="choose another with --port, or stop what holds it here",
-                    ) from None
-                local_taken.append(port)
-                continue
-            self.forwarder = forwarder
-            notes = []
-            if port != wanted:
-                where = "this machine" if wanted in local_taken else "the remote host"
-                notes.append(f"port {wanted} is taken on {where}; using {port}, "
-                             "free on both ends")
-                self.progress(notes[-1])
-            return port, notes
-        raise PortInUseError(
-            f"no port from {wanted} to {wanted + PORT_SEARCH - 1} is free on both ends",
-            hint="choose one with --port",
-        )
+        forwarder, notes = ports.bind_forwarder(
+            self.session, probe.free_ports, wanted=wanted, explicit=explicit,
+            remote_host=self.profile.jupyter.bind_host)
+        self.forwarder = forwarder
+        self._undo.push(step(f"closed the local forwarder on port {forwarder.port}",
+                             forwarder.close))
+        for note in notes:
+            self.progress(note)
+        return forwarder.port, notes
 
     def _log_tail_for_errors(self) -> str | None:
         if self.remote is None or self.server is None or self.session is None:
             return None
         if not self.session.alive:
             return None
-        tail = self.remote.log_tail(self.server.run_id, lines=25)
-        if self._token:
-            # Jupyter logs "GET /?token=..." at INFO: never show the token.
-            tail = tail.replace(self._token, "<hidden>")
+        # Jupyter logs "GET /?token=..." at INFO: never show the token.
+        tail = redact.text(self.remote.log_tail(self.server.run_id, lines=25), self._token)
         return f"remote server log ({self.server.log_path}), last lines:\n{tail}" if tail else None
 
     # --- while up ------------------------------------------------------------
@@ -328,54 +336,30 @@ class Runtime:
     # --- teardown --------------------------------------------------------------
 
     def close(self) -> list[str]:
-        """Tear everything down in reverse order; returns what was done."""
+        """Undo every phase that was done, in reverse order; returns what was done."""
         with self._close_lock:
             if self._closed:
                 return []
             self._closed = True
-        done: list[str] = []
+        return self._undo.unwind()
+
+    def _stop_heartbeat(self) -> list[str]:
         if self.heartbeat is not None:
             self.heartbeat.stop()
+        return []
 
-        def step(label: str, action: Callable[[], str | None]) -> None:
-            try:
-                result = action()
-                done.append(f"{label}{': ' + result if result else ''}")
-            except RemoteRuntimeError as exc:
-                done.append(f"{label}: failed ({exc.message})")
-            except Exception as exc:  # noqa: BLE001 - teardown must go on whatever failed
-                done.append(f"{label}: failed ({type(exc).__name__}: {exc})")
-
-        if self.server is not None and self.remote is not None and self.session is not None:
-            remote, server = self.remote, self.server
-            label = f"stopped the remote Jupyter server (pid {server.server_pid}) and its kernels"
-            if self.session.alive:
-                step(label, lambda: remote.stop(server))
-            elif self.on_disconnect == "lease" and self.endpoint is not None:
-                # Between reconnects: one fresh connection to stop it now, not at lease end.
-                step(label, self._stop_over_new_connection)
-            else:
-                done.append("SSH connection already lost: the remote server stops itself "
-                            "(it watches its connection)")
-        if self.forwarder is not None:
-            forwarder = self.forwarder
-            step(f"closed the local forwarder on port {forwarder.port}", forwarder.close)
-        if self.session is not None:
-            session = self.session
-            step("closed the SSH connection", session.close)
-        if self.provider is not None:
-            # The provider says what it did (e.g. "stopped instance ..."), or nothing.
-            messages: list[str] = []
-            try:
-                self.provider.close(messages.append)
-            except RemoteRuntimeError as exc:
-                messages.append(f"cloud resources: failed ({exc.message})")
-            except Exception as exc:  # noqa: BLE001 - teardown must go on whatever failed
-                messages.append(f"cloud resources: failed ({type(exc).__name__}: {exc})")
-            done.extend(messages)
-        if self._record_written:
-            state.remove(self.profile.name, pid=os.getpid())
-        return done
+    def _stop_server(self) -> list[str]:
+        server, session = self.server, self.session
+        assert server is not None
+        label = f"stopped the remote Jupyter server (pid {server.server_pid}) and its kernels"
+        remote = self.remote
+        if remote is not None and session is not None and session.alive:
+            return step(label, lambda: remote.stop(server))()
+        if self.on_disconnect == "lease" and self.endpoint is not None:
+            # Between reconnects: one fresh connection to stop it now, not at lease end.
+            return step(label, self._stop_over_new_connection)()
+        return ["SSH connection already lost: the remote server stops itself "
+                "(it watches its connection)"]
 
     def _stop_over_new_connection(self) -> str:
         assert self.endpoint is not None and self.server is not None
@@ -388,8 +372,22 @@ class Runtime:
             self.server.process = None
             return RemoteHost(session, self.profile.jupyter).stop(self.server)
 
-    def __enter__(self) -> Runtime:
-        return self
+    def _close_session(self) -> None:
+        if self.session is not None:
+            self.session.close()
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _close_provider(self) -> list[str]:
+        """The provider says what it did (e.g. "stopped instance ..."), or nothing."""
+        assert self.provider is not None
+        messages: list[str] = []
+        try:
+            self.provider.close(messages.append)
+        except RemoteRuntimeError as exc:
+            messages.append(f"cloud resources: failed ({exc.message})")
+        except Exception as exc:  # noqa: BLE001 - teardown must go on whatever failed
+            messages.append(f"cloud resources: failed ({type(exc).__name__}: {exc})")
+        return messages
+
+    def _remove_record(self) -> list[str]:
+        state.remove(self.profile.name, pid=os.getpid())
+        return []

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import paths
+from . import paths, procs
 from .errors import StateError
 
 VERSION = 1
@@ -52,42 +52,13 @@ class Record:
     def alive(self) -> bool:
         """The owner still runs: the PID is alive AND started before the record
         was written (a recycled PID belongs to a younger process)."""
-        if not pid_alive(self.pid):
+        if not procs.alive(self.pid):
             return False
-        started = process_start_time(self.pid)
+        started = procs.start_time(self.pid)
         return started is None or started <= self.since + 2.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead for our purposes
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def process_start_time(pid: int) -> float | None:
-    """When `pid` started (epoch seconds), from /proc; None where unknown."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = int(fields[19])  # field 22 of stat: starttime, in clock ticks after boot
-        for line in Path("/proc/stat").read_text().splitlines():
-            if line.startswith("btime "):
-                return int(line.split()[1]) + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
-    return None
 
 
 def _dir() -> Path:

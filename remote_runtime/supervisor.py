@@ -23,12 +23,13 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from . import paths, state
+from . import paths, procs, state
 from .errors import (
     ExitCode,
     RemoteRuntimeError,
     SSHError,
 )
+from .options import Progress, UpOptions
 from .profiles import Profile
 from .runtime import Runtime, RuntimeInfo
 
@@ -65,7 +66,7 @@ class _Channel:
 
     def ready(self, info: RuntimeInfo) -> None:
         self._log(f"ready on port {info.port} (run {info.run_id})")
-        self._send({"ready": info.to_dict()})
+        self._send({"ready": info.to_dict(show_token=True)})
         if self.stdout is not None:
             self.stdout.close()
         self.stdout = None
@@ -82,8 +83,7 @@ class _Channel:
         self._log(text)
 
 
-def supervise(profile: Profile, *, port: int | None, timeout: float,
-              accept_new_host_key: bool) -> int:
+def supervise(profile: Profile, options: UpOptions) -> int:
     """The hidden `_supervise` command: up, keep up, tear down on SIGTERM."""
     stop = threading.Event()
 
@@ -94,9 +94,7 @@ def supervise(profile: Profile, *, port: int | None, timeout: float,
         signal.signal(sig, on_signal)
     log_file = log_path(profile.name).open("a", encoding="utf-8")
     channel = _Channel(sys.stdout, log_file)
-    runtime = Runtime(profile, port=port, timeout=timeout,
-                      accept_new_host_key=accept_new_host_key, progress=channel.progress,
-                      on_disconnect="lease", detached=True,
+    runtime = Runtime(profile, options, progress=channel.progress, detached=True,
                       log_path=str(log_path(profile.name)))
     status = 0
     try:
@@ -170,25 +168,14 @@ def keep_alive(runtime: Runtime, stop: threading.Event, note: Callable[[str], No
             break
 
 
-def spawn(
-    name: str,
-    profiles_path: Path,
-    *,
-    port: int | None,
-    timeout: float,
-    accept_new_host_key: bool,
-    progress: Callable[[str], None],
-) -> dict[str, Any]:
+def spawn(name: str, profiles_path: Path, options: UpOptions,
+          progress: Progress) -> dict[str, Any]:
     """Start a supervisor and relay its progress; return its `ready` info.
 
     Raises the supervisor's error (with its exit code) if it fails to come up.
     """
     argv = [sys.executable, "-m", "remote_runtime.cli", "_supervise", name,
-            "--profiles", str(profiles_path), "--timeout", str(timeout)]
-    if port is not None:
-        argv += ["--port", str(port)]
-    if accept_new_host_key:
-        argv.append("--accept-new-host-key")
+            "--profiles", str(profiles_path), "--options", options.to_json()]
     log = log_path(name)
     with log.open("a", encoding="utf-8") as err:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -217,8 +204,8 @@ def spawn(
         raise RemoteRuntimeError(f"the supervisor exited ({status}) before the runtime was up",
                                  hint=f"see {log}")
     except KeyboardInterrupt:
-        process.terminate()
-        process.wait(timeout=120)
+        # The supervisor tears down what it started (it may take a while), then ends.
+        procs.stop_child(process, timeout=120)
         raise
     finally:
         process.stdout.close()

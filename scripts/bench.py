@@ -1,7 +1,7 @@
 """Benchmark the data path: direct, OpenSSH `ssh -L`, sshtunnel and our Forwarder.
 
 Everything runs on this machine's loopback: a throwaway OpenSSH sshd
-(remote_runtime.sandbox.sshd.Sshd), a target server (scripts/bench_server.py) and one
+(sandbox.sshd.Sshd), a target server (scripts/bench_server.py) and one
 tunnel per candidate, each in its own process. Measured, in one run:
 
 - bulk download throughput (the target streams N bytes; median of several runs), and
@@ -42,7 +42,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import paramiko  # noqa: E402
 
-from remote_runtime.sandbox.sshd import Sshd, free_port  # noqa: E402
+from sandbox.sshd import Sshd, free_port  # noqa: E402
 
 READY_TIMEOUT = 20.0
 IO_TIMEOUT = 30.0

@@ -1,6 +1,6 @@
 """A Python tunnel for scripts/bench.py, run as its own process (like `ssh -L` is).
 
-``--impl forwarder`` runs remote_runtime.forwarder.Forwarder with aes128-gcm preferred;
+``--impl forwarder`` runs remote_runtime.forward.Forwarder with aes128-gcm preferred;
 ``--impl sshtunnel`` runs the sshtunnel package with its defaults. Both listen on
 127.0.0.1 only and forward to 127.0.0.1:<target-port> via the sandbox sshd. Prints
 ``READY <local port> <cipher>`` and runs until stdin closes.
@@ -23,8 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import paramiko
 import sshtunnel
 
-from remote_runtime import forwarder, ssh
-from remote_runtime.providers import Endpoint
+from remote_runtime import ssh
+from remote_runtime.forward import forwarder
+from remote_runtime.ssh import Endpoint
 
 GCM = "aes128-gcm@openssh.com"
 

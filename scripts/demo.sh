@@ -10,7 +10,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/remote-runtime-demo.XXXXXX")
 log="$work/sandbox.log"
 # Its own session: Ctrl-C in this terminal must reach `up` (which then stops the remote
 # server through the sandbox), not the sandbox itself; the EXIT trap stops it last.
-setsid python3 -m remote_runtime.sandbox --write-profiles "$work/profiles.yaml" \
+setsid python3 -m sandbox --write-profiles "$work/profiles.yaml" \
   --workdir "$work/sandbox" >"$log" 2>&1 &
 sandbox_pid=$!
 cleanup() {

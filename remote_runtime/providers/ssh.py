@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ..options import Progress
 from ..profiles import Profile
-from . import Endpoint, Progress
+from ..ssh.endpoint import Endpoint
 
 
 class SSHProvider:

@@ -1,0 +1,60 @@
+"""One port, free on both ends: the local forwarder binds the port the remote Jupyter uses.
+
+The extension re-issues proxied requests to the Host the browser used, so the
+local and remote ports must be equal (DESIGN.md fact 2). The remote probe says
+which candidates are free there; here the forwarder takes the first of them
+that it can also bind on this machine.
+"""
+
+from __future__ import annotations
+
+from .errors import PortInUseError
+from .forward import Forwarder
+from .ssh import Session
+
+PORT_SEARCH = 50  # how far past the default port to look for one free on both ends
+
+
+def candidates(wanted: int, explicit: bool) -> list[int]:
+    """The ports to probe on the remote: the one asked for, or it and the next ones."""
+    return [wanted] if explicit else list(range(wanted, min(wanted + PORT_SEARCH, 65536)))
+
+
+def bind_forwarder(
+    session: Session,
+    remote_free: list[int],
+    *,
+    wanted: int,
+    explicit: bool,
+    remote_host: str,
+) -> tuple[Forwarder, list[str]]:
+    """A started forwarder on the first of `remote_free` that is free here too, and notes
+    for the user when that is not `wanted`. An explicit port that is taken is an error
+    naming the side that holds it."""
+    if explicit and wanted not in remote_free:
+        raise PortInUseError(
+            f"port {wanted} is already in use on the remote host",
+            hint="choose another with --port, or stop what holds it there",
+        )
+    local_taken: list[int] = []
+    for port in remote_free:
+        forwarder = Forwarder(session.transport, port, remote_host, port)
+        try:
+            forwarder.start()
+        except PortInUseError:
+            if explicit:
+                raise PortInUseError(
+                    f"port {port} is already in use on this machine",
+                    hint="choose another with --port, or stop what holds it here",
+                ) from None
+            local_taken.append(port)
+            continue
+        notes = []
+        if port != wanted:
+            where = "this machine" if wanted in local_taken else "the remote host"
+            notes.append(f"port {wanted} is taken on {where}; using {port}, free on both ends")
+        return forwarder, notes
+    raise PortInUseError(
+        f"no port from {wanted} to {wanted + PORT_SEARCH - 1} is free on both ends",
+        hint="choose one with --port",
+    )
