@@ -8,7 +8,6 @@ line and an exit status.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
 import sys
 import threading
@@ -23,6 +22,7 @@ from ..errors import ExitCode, RemoteRuntimeError, UsageError
 from ..options import DEFAULT_TIMEOUT, UpOptions
 from ..runtime import Runtime
 from . import interrupts, render
+from .prompts import terminal_prompter
 
 app = typer.Typer(
     name="remote-runtime",
@@ -53,14 +53,6 @@ AcceptOpt = Annotated[bool, typer.Option(
 
 def progress(message: str) -> None:
     err.print(f"[dim]-[/dim] {message}")
-
-
-def _passphrase(path: Path) -> str:
-    return getpass.getpass(f"passphrase for {path}: ")
-
-
-def _prompt_if_tty() -> Any:
-    return _passphrase if sys.stdin.isatty() else None
 
 
 def _teardown(runtime: Runtime) -> None:
@@ -94,7 +86,7 @@ def up(
         else:
             render.up(out, info, detached=True)
         return
-    runtime = Runtime(profile, options, progress=progress, passphrase_prompt=_prompt_if_tty())
+    runtime = Runtime(profile, options, progress=progress, prompter=terminal_prompter())
     _hold_foreground(runtime, as_json=as_json)
 
 
@@ -221,7 +213,7 @@ def run_command(
     """
     profile = profiles.load(profiles_path).get(name)
     options = UpOptions(port=port, timeout=timeout, accept_new_host_key=accept_new_host_key)
-    runtime = Runtime(profile, options, progress=progress, passphrase_prompt=_prompt_if_tty())
+    runtime = Runtime(profile, options, progress=progress, prompter=terminal_prompter())
     status_code: int = ExitCode.INTERRUPTED
     try:
         with interrupts.terminate_as_interrupt():
