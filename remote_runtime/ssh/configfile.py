@@ -485,7 +485,8 @@ def dump(parsed: ParsedConfig) -> dict[str, list[str]]:
                                  home=parsed.home)
     agent = first("identityagent")
     if agent is not None:
-        if agent not in ("none", "SSH_AUTH_SOCK") and not agent.startswith("$"):
+        if agent not in ("none", "SSH_AUTH_SOCK") and not (
+                agent.startswith("$") and not agent.startswith("${")):
             agent = info.expand_path(agent, keyword="IdentityAgent")
         out["identityagent"] = [agent]
     known = parsed.values.get("userknownhostsfile") or [
