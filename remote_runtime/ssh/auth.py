@@ -203,10 +203,12 @@ class _Login:
                 f"code) and {why} to answer it" + (f" ({notes})" if notes else ""),
                 hint="run `remote-runtime up` from a terminal (add --detach to keep it "
                 "running in the background)")
-        what = ", ".join(self.tried) if self.tried else "no key was offered"
+        what = ", ".join(self.tried) if self.tried else "no key found"
         offered = [m for m in allowed if m in METHODS]
+        keys_only = all(t not in ("keyboard-interactive", "password") for t in self.tried)
         raise AuthenticationError(
-            f"{self.who} refused the login ({what})" + (f"; {notes}" if notes else "")
+            f"{self.who} refused " + ("every key" if keys_only else "the login")
+            + f" ({what})" + (f"; {notes}" if notes else "")
             + (f"; the server allows: {', '.join(allowed)}" if not offered else ""),
             hint=SK_HINT if any("FIDO" in n for n in self.notes) and not self.tried else
             "check ssh.user and ssh.identity_file in the profile, or load the key into "

@@ -390,7 +390,8 @@ class Hop:
 def parse_hop(text: str, where: str = "ProxyJump") -> Hop:
     """OpenSSH's parse_ssh_uri / parse_user_host_port for one hop."""
     item = text.strip()
-    if item.startswith("ssh://"):
+    uri = item.startswith("ssh://")
+    if uri:
         item = item[len("ssh://"):]
         if item.endswith("/"):
             item = item[:-1]
@@ -416,12 +417,22 @@ def parse_hop(text: str, where: str = "ProxyJump") -> Hop:
         host, _, port_text = item.partition(":")
     if not host:
         raise SSHError(f"{where}: no host in hop {text!r}")
+    if uri and not _valid_domain(host):
+        # OpenSSH's parse_uri takes only a domain name (valid_domain): no IPv6 literal.
+        raise SSHError(f"{where}: Invalid ProxyJump hop {text!r} (an ssh:// URI takes a "
+                       "host name)")
     port = None
     if port_text:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise SSHError(f"{where}: bad port in hop {text!r}")
         port = int(port_text)
     return Hop(host=host, user=user, port=port)
+
+
+def _valid_domain(name: str) -> bool:
+    """OpenSSH's valid_domain: letters, digits, '-', '.', '_'; starting alphanumeric."""
+    return (bool(name) and name[0].isalnum() and ".." not in name
+            and all(c.isalnum() or c in "-._" for c in name))
 
 
 def _final_hostname(hostname: str | None, host_arg: str) -> str:

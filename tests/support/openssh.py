@@ -20,7 +20,8 @@ NSS_WRAPPER_GLOBS = ("/usr/lib/*/libnss_wrapper.so", "/usr/lib/libnss_wrapper.so
                      "/usr/lib64/libnss_wrapper.so", "/usr/lib/*/libnss_wrapper.so.0")
 WRAPPER = """#!/bin/sh
 for arg in "$@"; do
-  if [ "$arg" = "-G" ]; then
+  if [ "$arg" = "-G" ] || [ -n "$RR_TEST_SSH_HOME" ]; then
+    unset RR_TEST_SSH_HOME
     LD_PRELOAD={lib} NSS_WRAPPER_PASSWD={passwd} NSS_WRAPPER_GROUP={group} exec {ssh} "$@"
   fi
 done
@@ -69,3 +70,27 @@ def ssh_g(wrapper: Path, host: str, options: list[tuple[str, str]] = (),  # type
         key, _, value = line.partition(" ")
         values.setdefault(key, []).append(value)
     return done.returncode, values, done.stderr
+
+
+def ssh_v(wrapper: Path, host: str, options: list[tuple[str, str]] = (),  # type: ignore[assignment]
+          env: dict[str, str] | None = None) -> tuple[list[str], str | None]:
+    """What a real `ssh -v host` expands: (identity files it loads, proxy command it runs).
+
+    No server answers (the ProxyCommand, when there is one, must be harmless: the
+    tests use printf); ssh prints both before its handshake fails.
+    """
+    argv = [str(wrapper), "-v", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
+    for key, value in options:
+        argv += ["-o", f"{key}={value}"]
+    run_env = dict(env if env is not None else os.environ, RR_TEST_SSH_HOME="1")
+    done = subprocess.run([*argv, "--", host, "true"], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, env=run_env, timeout=30, check=False)
+    identities, proxy = [], None
+    for line in done.stderr.splitlines():
+        if line.startswith("debug1: identity file "):
+            path = line[len("debug1: identity file "):].rsplit(" type ", 1)[0]
+            if not path.endswith("-cert"):
+                identities.append(path)
+        elif line.startswith("debug1: Executing proxy command: exec "):
+            proxy = line[len("debug1: Executing proxy command: exec "):]
+    return identities, proxy
