@@ -230,9 +230,10 @@ def test_profile_jump_wins_over_config_proxy_command(ssh_config: Path, source: s
 
 @pytest.mark.parametrize("host", ["a$(touch pwned)b", "x;id", "-oProxyCommand=id", "a b",
                                   "a`id`", "h|x"])
-def test_hostile_host_names_are_refused_before_any_shell(ssh_config: Path, tmp_path: Path,
-                                                          host: str, source: str) -> None:
-    os.chdir(tmp_path)
+def test_hostile_host_names_are_refused_before_any_shell(
+        ssh_config: Path, tmp_path: Path, host: str, source: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(SSHError, match="characters OpenSSH refuses"):
         resolve(Endpoint(host=host, proxy_command="printf %h"),
                 force_fallback=source == "fallback reader")

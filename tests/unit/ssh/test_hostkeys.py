@@ -16,6 +16,7 @@ from pathlib import Path
 
 import paramiko
 import pytest
+from support.env import REPO_ROOT
 
 from remote_runtime.errors import ExitCode, HostKeyError
 from remote_runtime.ssh.hostkeys import HostKeyChecker, fingerprint, host_matches, read_known_hosts
@@ -386,7 +387,7 @@ def test_two_processes_at_once_lose_nothing(tmp_path: Path) -> None:
     )
     start = str(time.time() + 1.0)
     procs = [subprocess.Popen([sys.executable, "-c", code, str(path), f"h{i}", start],
-                              env={**os.environ, "PYTHONPATH": os.getcwd()})
+                              env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
              for i in range(8)]
     assert [p.wait(timeout=30) for p in procs] == [0] * 8
     names = sorted(line.split()[0] for line in path.read_text().splitlines())
