@@ -214,3 +214,25 @@ def logs(profiles: ProfileSet, name: str, *, follow: bool, lines: int,
                 write(redact.text(line, record.token))
         finally:
             process.close()
+
+
+def show_profile(profiles: ProfileSet, name: str) -> ssh.Connection:
+    """The effective SSH connection of a profile (`profiles show`), resolved as OpenSSH
+    would, without connecting. A GCE profile's address, host-key alias and host keys
+    come from the Compute API at `up`: shown are the settings known before that."""
+    profile = profiles.get(name)
+    if profile.ssh is not None:
+        # A plain host's provider only reads the profile (no side effects).
+        endpoint = providers.for_profile(profile).prepare(lambda _message: None)
+        return ssh.describe_connection(name, endpoint)
+    assert profile.gce is not None
+    gce = profile.gce
+    user = gce.user or "your local user name (with OS Login: the name OS Login gives you)"
+    return ssh.Connection(
+        name=name, source="profile (gce)",
+        notes=[f"{profile.target}: the address ({gce.address}), the host-key alias "
+               "compute.<instance id> and the VM's published host keys come from the "
+               "Compute API when `up` runs",
+               f"user: {user}; identity "
+               f"file: {gce.identity_file or '~/.ssh/google_compute_engine'}; known_hosts: "
+               f"{gce.known_hosts or '~/.ssh/google_compute_known_hosts'}"])

@@ -250,6 +250,20 @@ def profiles_check(profiles_path: ProfilesOpt = None) -> None:
     out.print(f"{source}: {len(result.profiles)} profile(s) OK ({names})")
 
 
+@profiles_app.command("show")
+def profiles_show(
+    name: Annotated[str, typer.Argument(help="Profile name.")],
+    profiles_path: ProfilesOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the effective SSH connection, resolved as OpenSSH would (no connection made)."""
+    connection = control.show_profile(profiles.load(profiles_path), name)
+    if as_json:
+        out.print_json(json.dumps(connection.to_dict()))
+    else:
+        render.connection(out, connection)
+
+
 @app.callback(invoke_without_command=True)
 def _root(
     version: Annotated[bool, typer.Option("--version", help="Show the version.")] = False,

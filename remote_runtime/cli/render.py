@@ -12,6 +12,7 @@ from rich.table import Table
 from ..control import RuntimeStatus
 from ..health import HealthReport
 from ..jupyter import COLAB_ORIGIN
+from ..ssh import Connection
 
 BROWSER_HELP = f"""\
 In Colab ({COLAB_ORIGIN}): Connect (top right) > "Connect to a local runtime",
@@ -79,3 +80,40 @@ def health_report(out: Console, name: str, report: HealthReport) -> None:
     for check in report.checks:
         mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
         out.print(f"  {mark} {check.name:<10} {check.detail}")
+
+
+def connection(out: Console, conn: Connection) -> None:
+    """`profiles show`: the route hop by hop, keys in the order offered, host-key files."""
+    def line(label: str, value: object) -> None:
+        out.print(f"  {label:<19} {value}", markup=False, highlight=False)
+
+    out.print(f"[bold]{conn.name}[/bold] (resolved by {conn.source})")
+    target = conn.target
+    if target is not None:
+        line("hostname", target.hostname)
+        line("port", target.port)
+        line("user", target.user)
+    for number, key in enumerate(conn.identity_files, start=1):
+        detail = (key.key_type or "present") if key.exists else "absent"
+        mark = ", the profile's" if key.from_profile else ""
+        line("identity file" if number == 1 else "", f"{number}. {key.path} ({detail}{mark})")
+    for cert in conn.certificate_files:
+        line("certificate", f"{cert.path} ({'present' if cert.exists else 'absent'})")
+    if conn.route:
+        line("agent", conn.agent)
+        line("identities only", "yes" if conn.identities_only else "no")
+        line("authentication", ", ".join(conn.auth_methods) +
+             (" (BatchMode: no prompts)" if conn.batch_mode else ""))
+    for number, hop in enumerate(conn.route, start=1):
+        label = "route" if number == 1 else ""
+        line(label, f"{number}. {hop.user}@{hop.hostname}:{hop.port} ({hop.name}), {hop.via}")
+        line("", f"   host key checked as {hop.host_key_name} in "
+             f"{', '.join(hop.known_hosts) or 'no user file'}")
+        record = hop.records_to or "nowhere (UserKnownHostsFile none)"
+        line("", f"   StrictHostKeyChecking {hop.strict_host_key_checking}; "
+             f"a new host key is recorded in {record}")
+    if conn.route:
+        line("global known_hosts", ", ".join(conn.global_known_hosts) or "none")
+        line("hash known_hosts", "yes" if conn.hash_known_hosts else "no")
+    for note in conn.notes:
+        out.print(f"[yellow]note:[/yellow] {note}", highlight=False)

@@ -20,6 +20,8 @@ from __future__ import annotations
 import logging
 
 from .connect import connect
+from .describe import Connection
+from .describe import connection as describe_connection
 from .endpoint import Endpoint
 from .prompts import Prompter
 from .session import CommandResult, RemoteProcess, Session, quote
@@ -32,10 +34,12 @@ logging.getLogger("paramiko").propagate = False
 
 __all__ = [
     "CommandResult",
+    "Connection",
     "Endpoint",
     "Prompter",
     "RemoteProcess",
     "Session",
     "connect",
+    "describe_connection",
     "quote",
 ]
