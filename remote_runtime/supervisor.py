@@ -11,6 +11,7 @@ port stays bound and the remote server keeps running under its lease. SIGTERM
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -32,6 +33,7 @@ from .errors import (
 from .options import Progress, UpOptions
 from .profiles import Profile
 from .runtime import Runtime, RuntimeInfo
+from .ssh import Prompter
 
 BACKOFF_MAX = 30.0
 
@@ -83,8 +85,36 @@ class _Channel:
         self._log(text)
 
 
-def supervise(profile: Profile, options: UpOptions) -> int:
-    """The hidden `_supervise` command: up, keep up, tear down on SIGTERM."""
+class _RelayPrompter:
+    """Questions of the login relayed to the `up --detach` that started us (it has the
+    terminal): a JSON line out, the answer as a JSON line on our stdin. Answers are
+    never logged."""
+
+    def __init__(self, channel: _Channel, answers: IO[str]):
+        self.channel = channel
+        self.answers = answers
+        self._lock = threading.Lock()
+
+    def ask(self, prompt: str, *, echo: bool) -> str:
+        with self._lock:
+            self.channel._send({"prompt": prompt, "echo": echo})
+            line = self.answers.readline()
+        if not line:
+            raise EOFError
+        message = json.loads(line)
+        if message.get("cancel"):
+            raise KeyboardInterrupt
+        return str(message.get("answer", ""))
+
+    def show(self, text: str) -> None:
+        self.channel._send({"show": text})
+
+
+def supervise(profile: Profile, options: UpOptions, *, relay_prompts: bool = False) -> int:
+    """The hidden `_supervise` command: up, keep up, tear down on SIGTERM.
+
+    With `relay_prompts`, questions of the login (passphrase, one-time code) go to
+    the parent's terminal until the runtime is ready; reconnects later ask nobody."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -94,14 +124,16 @@ def supervise(profile: Profile, options: UpOptions) -> int:
         signal.signal(sig, on_signal)
     log_file = log_path(profile.name).open("a", encoding="utf-8")
     channel = _Channel(sys.stdout, log_file)
+    prompter = _RelayPrompter(channel, sys.stdin) if relay_prompts else None
     runtime = Runtime(profile, options, progress=channel.progress, detached=True,
-                      log_path=str(log_path(profile.name)))
+                      log_path=str(log_path(profile.name)), prompter=prompter)
     status = 0
     try:
         info = _start_interruptibly(runtime, stop)
         if info is None:
             channel.error(RemoteRuntimeError("stopped before the runtime was up"))
             return int(ExitCode.INTERRUPTED)
+        runtime.prompter = None  # nobody to ask once `up --detach` has returned
         channel.ready(info)
         keep_alive(runtime, stop, channel.note)
     except RemoteRuntimeError as exc:
@@ -168,18 +200,43 @@ def keep_alive(runtime: Runtime, stop: threading.Event, note: Callable[[str], No
             break
 
 
+def _answer(process: subprocess.Popen[str], prompter: Prompter | None,
+            message: dict[str, Any]) -> None:
+    """Ask the supervisor's question on our terminal and send the answer back."""
+    if prompter is None or process.stdin is None:
+        return
+    if "show" in message:
+        prompter.show(str(message["show"]))
+        return
+    try:
+        answer = prompter.ask(str(message["prompt"]), echo=bool(message.get("echo")))
+        reply: dict[str, Any] = {"answer": answer}
+    except EOFError:
+        reply = {"cancel": True}
+    try:
+        process.stdin.write(json.dumps(reply) + "\n")
+        process.stdin.flush()
+    except OSError:
+        pass  # the supervisor is gone; its error line (or exit) follows
+
+
 def spawn(name: str, profiles_path: Path, options: UpOptions,
-          progress: Progress) -> dict[str, Any]:
+          progress: Progress, prompter: Prompter | None = None) -> dict[str, Any]:
     """Start a supervisor and relay its progress; return its `ready` info.
 
+    With a `prompter` (a terminal), the supervisor's login questions (passphrase,
+    one-time code, password) are asked here before this returns.
     Raises the supervisor's error (with its exit code) if it fails to come up.
     """
     argv = [sys.executable, "-m", "remote_runtime.cli", "_supervise", name,
             "--profiles", str(profiles_path), "--options", options.to_json()]
+    if prompter is not None:
+        argv.append("--relay-prompts")
     log = log_path(name)
     with log.open("a", encoding="utf-8") as err:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=err, start_new_session=True, text=True)
+        process = subprocess.Popen(
+            argv, stdin=subprocess.PIPE if prompter is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=err, start_new_session=True, text=True)
     assert process.stdout is not None
     try:
         for line in process.stdout:
@@ -187,7 +244,9 @@ def spawn(name: str, profiles_path: Path, options: UpOptions,
                 message = json.loads(line)
             except ValueError:
                 continue
-            if "progress" in message:
+            if "prompt" in message or "show" in message:
+                _answer(process, prompter, message)
+            elif "progress" in message:
                 progress(str(message["progress"]))
             elif "ready" in message:
                 info: dict[str, Any] = message["ready"]
@@ -209,3 +268,6 @@ def spawn(name: str, profiles_path: Path, options: UpOptions,
         raise
     finally:
         process.stdout.close()
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()

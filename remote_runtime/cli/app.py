@@ -80,7 +80,7 @@ def up(
     profile = loaded.get(name)
     options = UpOptions(port=port, timeout=timeout, accept_new_host_key=accept_new_host_key)
     if detach:
-        info = supervisor.spawn(name, loaded.path, options, progress)
+        info = supervisor.spawn(name, loaded.path, options, progress, terminal_prompter())
         if as_json:
             out.print_json(json.dumps(info))
         else:
@@ -231,10 +231,12 @@ def supervise_(
     name: str,
     options: Annotated[str, typer.Option("--options", help="UpOptions as JSON.")] = "{}",
     profiles_path: ProfilesOpt = None,
+    relay_prompts: Annotated[bool, typer.Option("--relay-prompts")] = False,
 ) -> None:
     """Internal: the background supervisor of a detached runtime."""
     profile = profiles.load(profiles_path).get(name)
-    raise typer.Exit(supervisor.supervise(profile, UpOptions.from_json(options)))
+    raise typer.Exit(supervisor.supervise(profile, UpOptions.from_json(options),
+                                          relay_prompts=relay_prompts))
 
 
 @profiles_app.command("check")
