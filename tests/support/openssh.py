@@ -79,7 +79,8 @@ def ssh_v(wrapper: Path, host: str, options: list[tuple[str, str]] = (),  # type
     No server answers (the ProxyCommand, when there is one, must be harmless: the
     tests use printf); ssh prints both before its handshake fails.
     """
-    argv = [str(wrapper), "-v", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
+    argv = [str(wrapper), "-v", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+            "-o", "ControlMaster=no", "-o", "ControlPath=none"]
     for key, value in options:
         argv += ["-o", f"{key}={value}"]
     run_env = dict(env if env is not None else os.environ, RR_TEST_SSH_HOME="1")

@@ -7,7 +7,15 @@ host as the profile names it, and the profile's values as OpenSSH options.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from support.openssh import ssh_g, ssh_v
+
+from remote_runtime.ssh import tokens
+from remote_runtime.ssh.endpoint import Endpoint
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,12 @@ KEYS = ("hostname", "port", "user", "identityfile", "certificatefile", "identity
 # and known_hosts as OpenSSH".
 CORE_KEYS = ("hostname", "port", "user", "identityfile", "proxycommand", "proxyjump",
              "userknownhostsfile")
+
+# The fields the issue measured, from the final (expanded) values.
+FIELDS = ("hostname", "port", "user", "identity files", "proxy route", "known_hosts")
+OPTION_FIELDS = {"Port": "port", "User": "user", "IdentityFile": "identity_file",
+                 "ProxyCommand": "proxy_command", "ProxyJump": "proxy_jump",
+                 "HostKeyAlias": "host_key_alias"}
 
 LAB = "Host lab\n  HostName lab.example.com\n  User alice\n  Port 2222\n"
 
@@ -221,3 +235,38 @@ CASES: list[Case] = [
     Case("unknown-keyword-ignored", "IgnoreUnknown UseKeychain\nHost *\n  UseKeychain yes\n"
          "  User k\n", "lab"),
 ]
+
+
+def endpoint_for(case: Case) -> Endpoint:
+    """The profile a case stands for: its options as Endpoint fields."""
+    values: dict[str, Any] = {"host": case.host}
+    for key, value in case.options:
+        field = OPTION_FIELDS[key]
+        values[field] = int(value) if field == "port" else (
+            Path(value.strip('"')) if field == "identity_file" else value)
+    return Endpoint(**values)
+
+
+def reference(case: Case, wrapper: Path) -> dict[str, Any] | None:
+    """OpenSSH's own answer: `ssh -G`, and `ssh -v` for the identity files it loads."""
+    status, values, _ = ssh_g(wrapper, case.host, list(case.options), env=dict(os.environ))
+    if status != 0:
+        return None
+    first = {k: v[0] for k, v in values.items()}
+    proxy = first.get("proxycommand")
+    if proxy is not None:
+        proxy = tokens.percent_expand(proxy, {"h": first["hostname"], "p": first["port"],
+                                              "r": first["user"], "n": case.host},
+                                      keyword="ProxyCommand")
+    # Identity files as OpenSSH expands them: a real ssh -v, reaching nothing.
+    identities, _ = ssh_v(wrapper, case.host, [("ProxyCommand", "true"), *case.options],
+                          env=dict(os.environ))
+    known = first.get("userknownhostsfile", "")
+    return {
+        "hostname": first["hostname"], "port": int(first["port"]), "user": first["user"],
+        "identity files": identities,
+        "proxy route": (proxy, first.get("proxyjump")),
+        "known_hosts": [] if known == "none" else known.split(),
+    }
+
+
