@@ -32,17 +32,17 @@ from remote_runtime.ssh import config as new_config  # noqa: E402
 from remote_runtime.ssh import resolver, tokens  # noqa: E402
 
 
-
 def old_resolver(base: str) -> types.ModuleType:
     """ssh/config.py as it was on `base`, importable on its own."""
-    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{base}:remote_runtime/ssh/config.py"],
-                            capture_output=True, text=True, check=True).stdout
+    source = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{base}:remote_runtime/ssh/config.py"],
+        capture_output=True, text=True, check=True).stdout
     source = (source.replace("from .. import paths", "from remote_runtime import paths")
               .replace("from ..errors import", "from remote_runtime.errors import")
               .replace("from .endpoint import", "from remote_runtime.ssh.endpoint import"))
     module = types.ModuleType("old_ssh_config")
     sys.modules[module.__name__] = module  # dataclasses look their module up
-    exec(compile(source, f"{base}:remote_runtime/ssh/config.py", "exec"), module.__dict__)  # noqa: S102
+    exec(compile(source, f"{base}:remote_runtime/ssh/config.py", "exec"), module.__dict__)
     return module
 
 

@@ -7,9 +7,8 @@ integration fixtures (the sandbox host, `up` processes) in integration/conftest.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import os
+from pathlib import Path
 
 import pytest
 from support.env import LEAKY_VARS, TEST_CACHE, Isolated, unavailable

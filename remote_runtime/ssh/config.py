@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import SSHError
 from . import tokens
-from .configfile import Hop, parse_hop
+from .configsyntax import Hop, parse_hop
 from .endpoint import Endpoint
 from .resolver import Resolved, resolve_host
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import glob
 import os
-import re
 import stat
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -26,12 +25,24 @@ from pathlib import Path
 
 from ..errors import SSHError
 from . import tokens
+from .configsyntax import (
+    Hop,
+    is_address,
+    match_pattern,
+    match_pattern_list,
+    parse_hop,
+    split_args,
+    strdelim,
+)
 
 MAX_INCLUDE_DEPTH = 16
 EXEC_TIMEOUT = 60.0
 # Keywords that collect every value (all others: the first value obtained wins).
 ACCUMULATE = {"identityfile", "certificatefile", "localforward", "remoteforward",
               "dynamicforward", "sendenv", "setenv", "canonicaldomains"}
+# Keywords whose first line keeps all its values.
+MULTI = {"userknownhostsfile", "globalknownhostsfile", "canonicalizepermittedcnames",
+         "ignoreunknown", "preferredauthentications"}
 # Keywords whose argument is the raw rest of the line (a command run by a shell).
 RAW = {"proxycommand", "localcommand", "remotecommand", "knownhostscommand"}
 ALIASES = {
@@ -45,86 +56,6 @@ DEFAULT_IDENTITIES = ("id_rsa", "id_ecdsa", "id_ecdsa_sk", "id_ed25519", "id_ed2
                       "id_xmss", "id_dsa")
 YES = {"yes", "true"}
 NO = {"no", "false"}
-
-
-def split_args(text: str, where: str) -> list[str]:
-    """OpenSSH's argv_split: quotes, backslash escapes, and `#` at a word's start ends it."""
-    args: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        if text[i] in " \t":
-            i += 1
-            continue
-        if text[i] == "#":
-            break
-        quote = ""
-        arg: list[str] = []
-        while i < n:
-            ch = text[i]
-            if ch == "\\" and i + 1 < n and (
-                    text[i + 1] in "'\"\\" or (not quote and text[i + 1] == " ")):
-                arg.append(text[i + 1])
-                i += 2
-                continue
-            if not quote and ch in " \t":
-                break
-            if not quote and ch in "\"'":
-                quote = ch
-            elif quote and ch == quote:
-                quote = ""
-            else:
-                arg.append(ch)
-            i += 1
-        if quote:
-            raise SSHError(f"{where}: invalid quotes")
-        args.append("".join(arg))
-    return args
-
-
-def _strdelim(text: str) -> tuple[str | None, str]:
-    """OpenSSH's strdelim: one word (a "quoted" one too), split at whitespace or one `=`."""
-    text = text.lstrip(" \t\r\n")
-    if not text:
-        return None, ""
-    if text[0] == '"':
-        end = text.find('"', 1)
-        if end < 0:
-            return None, ""
-        word, rest = text[1:end], text[end + 1:]
-    else:
-        match = re.search(r"[ \t\r\n=]", text)
-        if match is None:
-            return text, ""
-        word, rest = text[:match.start()], text[match.start():]
-    rest = rest.lstrip(" \t\r\n")
-    if rest.startswith("="):
-        rest = rest[1:].lstrip(" \t\r\n")
-    return word, rest
-
-
-def match_pattern(name: str, pattern: str) -> bool:
-    """OpenSSH's match_pattern: `*` and `?` only."""
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, name, re.DOTALL) is not None
-
-
-def match_pattern_list(name: str, patterns: str, *, lower: bool) -> bool:
-    """A comma list of patterns, `!` negating: a negated match wins over any other."""
-    positive = False
-    for pattern in patterns.split(","):
-        negated = pattern.startswith("!")
-        pattern = pattern.removeprefix("!")
-        if lower:
-            pattern = pattern.lower()
-        if match_pattern(name, pattern):
-            if negated:
-                return False
-            positive = True
-    return positive
-
-
-def _is_address(host: str) -> bool:
-    return ":" in host or re.fullmatch(r"[0-9.]+", host) is not None
 
 
 @dataclass
@@ -146,7 +77,6 @@ class ParsedConfig:
     jump: _Jump | None = None
     jump_none: bool = False
     want_final: bool = False
-    files: list[str] = field(default_factory=list)
 
     def first(self, key: str) -> str | None:
         found = self.values.get(key)
@@ -193,17 +123,17 @@ class _Reader:
                     raise SSHError(f"Bad owner or permissions on {path}",
                                    hint=f"chmod go-w {path} (OpenSSH refuses it too)")
             text = handle.read().decode("utf-8", errors="replace")
-        self.p.files.append(str(path))
         for number, line in enumerate(text.split("\n"), start=1):
             self._line(line, f"{path} line {number}", user=user, active=active,
                        depth=depth, never=never)
 
     # -- one line -------------------------------------------------------------------------
 
-    def _line(self, line: str, where: str, *, user: bool, active: list[bool],
-              depth: int, never: bool) -> None:
+    def _line(  # noqa: PLR0911 - readconf.c's switch
+            self, line: str, where: str, *, user: bool, active: list[bool],
+            depth: int, never: bool) -> None:
         line = line.rstrip(" \t\r\n\f")
-        keyword, rest = _strdelim(line)
+        keyword, rest = strdelim(line)
         if keyword is None or not keyword or keyword.startswith("#"):
             return
         keyword = keyword.lower()
@@ -226,26 +156,25 @@ class _Reader:
         if keyword in RAW:
             self._raw(keyword, rest)
             return
-        args = split_args(rest, where)
-        if not args:
-            raise SSHError(f"{where}: no argument after keyword \"{keyword}\"")
         if keyword == "proxyjump":
             self._proxy_jump(rest, where)
             return
-        if keyword == "port":
-            if not args[0].isdigit() or not 0 < int(args[0]) < 65536:
-                raise SSHError(f"{where}: bad port {args[0]!r}")
+        self._option(keyword, split_args(rest, where), where)
+
+    def _option(self, keyword: str, args: list[str], where: str) -> None:
+        if not args:
+            raise SSHError(f"{where}: no argument after keyword \"{keyword}\"")
+        if keyword == "port" and (not args[0].isdigit() or not 0 < int(args[0]) < 65536):
+            raise SSHError(f"{where}: bad port {args[0]!r}")
         if keyword == "canonicalizehostname" and args[0].lower() in YES | {"always"}:
             self.p.want_final = True
-        self.p.set_first(keyword, args if keyword in ACCUMULATE or _multi(keyword)
+        self.p.set_first(keyword, args if keyword in ACCUMULATE | MULTI
                          else [args[0]])
 
     def _raw(self, keyword: str, rest: str) -> None:
         value = rest.lstrip(" \t=")
-        if keyword == "proxycommand" and self.p.jump is not None:
+        if keyword == "proxycommand" and (self.p.jump is not None or self.p.jump_none):
             return  # a ProxyJump obtained first wins
-        if keyword == "proxycommand" and self.p.jump_none:
-            return
         self.p.set_first(keyword, [value])
 
     def _proxy_jump(self, rest: str, where: str) -> None:
@@ -276,66 +205,68 @@ class _Reader:
                 matched = True
         return matched
 
-    def _match_line(self, text: str, where: str) -> bool:
+    def _match_host(self) -> str:
+        """The host `Match host` sees: HostName so far (%h expanded), else the name given."""
         p = self.p
-        port = int(p.first("port") or 22)
-        ruser = p.first("user") or p.local_user
         hostname = p.first("hostname")
         if self.final:
-            host = _final_hostname(hostname, p.host_arg)
-        elif hostname is not None:
-            host = tokens.percent_expand(hostname, {"h": p.host_arg}, keyword="HostName")
-        else:
-            host = p.host_arg
+            return _final_hostname(hostname, p.host_arg)
+        if hostname is not None:
+            return tokens.percent_expand(hostname, {"h": p.host_arg}, keyword="HostName")
+        return p.host_arg
+
+    def _match_line(self, text: str, where: str) -> bool:
+        """OpenSSH's match_cfg_line: every criterion must hold (each may be negated)."""
+        host = self._match_host()
         result, attributes = True, 0
         rest = text
         while True:
-            attrib, rest = _strdelim(rest)
-            if attrib is None or attrib == "":
-                break
-            if attrib.startswith("#"):
+            attrib, rest = strdelim(rest)
+            if not attrib or attrib.startswith("#"):
                 break
             negate = attrib.startswith("!")
             name = attrib.removeprefix("!").lower()
             if name == "all":
-                arg, rest = _strdelim(rest)
+                arg, rest = strdelim(rest)
                 if attributes > 1 or (arg and not arg.startswith("#")):
                     raise SSHError(f"{where}: '{attrib}' cannot be combined with other "
                                    "Match attributes")
                 return result and not negate
             attributes += 1
             if name in ("canonical", "final"):
-                if name == "final":
-                    p.want_final = True
-                if self.final == negate:
-                    result = False
-                continue
-            arg, rest = _strdelim(rest)
-            if not arg or arg.startswith("#"):
-                raise SSHError(f"{where}: Missing Match criteria for {name}")
-            if name == "host":
-                hit = match_pattern_list(host.lower(), arg, lower=True)
-            elif name == "originalhost":
-                hit = match_pattern_list(p.host_arg.lower(), arg, lower=True)
-            elif name == "user":
-                hit = match_pattern_list(ruser, arg, lower=False)
-            elif name == "localuser":
-                hit = match_pattern_list(p.local_user, arg, lower=False)
-            elif name == "exec":
-                if not result:
-                    continue  # OpenSSH skips exec once an earlier criterion failed
-                info = tokens.ConnectionInfo(
-                    host_arg=p.host_arg, hostname=host, port=port, remote_user=ruser,
-                    host_key_alias=p.first("hostkeyalias") or host, home=p.home)
-                command = tokens.percent_expand(arg, info.values(), keyword="Match exec")
-                hit = self._exec(command, where)
+                self.p.want_final = self.p.want_final or name == "final"
+                hit = self.final
             else:
-                raise SSHError(f"{where}: Unsupported Match attribute {name}")
+                arg, rest = strdelim(rest)
+                if not arg or arg.startswith("#"):
+                    raise SSHError(f"{where}: Missing Match criteria for {name}")
+                if name == "exec" and not result:
+                    continue  # OpenSSH skips exec once an earlier criterion failed
+                hit = self._criterion(name, arg, host, where)
             if hit == negate:
                 result = False
         if attributes == 0:
             raise SSHError(f"{where}: One or more attributes required for Match")
         return result
+
+    def _criterion(self, name: str, arg: str, host: str, where: str) -> bool:
+        p = self.p
+        ruser = p.first("user") or p.local_user
+        if name == "host":
+            return match_pattern_list(host.lower(), arg, lower=True)
+        if name == "originalhost":
+            return match_pattern_list(p.host_arg.lower(), arg, lower=True)
+        if name == "user":
+            return match_pattern_list(ruser, arg, lower=False)
+        if name == "localuser":
+            return match_pattern_list(p.local_user, arg, lower=False)
+        if name == "exec":
+            info = tokens.ConnectionInfo(
+                host_arg=p.host_arg, hostname=host, port=int(p.first("port") or 22),
+                remote_user=ruser, host_key_alias=p.first("hostkeyalias") or host, home=p.home)
+            command = tokens.percent_expand(arg, info.values(), keyword="Match exec")
+            return self._exec(command, where)
+        raise SSHError(f"{where}: Unsupported Match attribute {name}")
 
     def _exec(self, command: str, where: str) -> bool:
         shell = self.environ.get("SHELL") or "/bin/sh"
@@ -355,10 +286,10 @@ class _Reader:
         for arg in args:
             if arg.startswith("~") and not user:
                 raise SSHError(f"{where}: bad include path {arg}")
-            if not arg.startswith(("/", "~")):
-                arg = ("~/.ssh/" if user else "/etc/ssh/") + arg
+            path = arg if arg.startswith(("/", "~")) else (
+                ("~/.ssh/" if user else "/etc/ssh/") + arg)
             # glob(3) with GLOB_TILDE: `~` is $HOME, sorted, no dot files for `*`.
-            pattern = os.path.expanduser(arg) if arg.startswith("~") else arg
+            pattern = os.path.expanduser(path) if path.startswith("~") else path
             enclosing = active[0]
             for path in sorted(glob.glob(pattern)):
                 self._read(Path(path), user=user, check_perm=True, active=active,
@@ -366,80 +297,11 @@ class _Reader:
                 active[0] = enclosing
 
 
-def _multi(keyword: str) -> bool:
-    """Keywords whose first line keeps all its values."""
-    return keyword in {"userknownhostsfile", "globalknownhostsfile", "sendenv",
-                       "canonicalizepermittedcnames", "ignoreunknown", "preferredauthentications"}
-
-
-@dataclass(frozen=True)
-class Hop:
-    """One ProxyJump hop: [user@]host[:port] or ssh://[user@]host[:port]."""
-
-    host: str
-    user: str | None = None
-    port: int | None = None
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        user = f"{self.user}@" if self.user else ""
-        port = f":{self.port}" if self.port else ""
-        return f"{user}{host}{port}"
-
-
-def parse_hop(text: str, where: str = "ProxyJump") -> Hop:
-    """OpenSSH's parse_ssh_uri / parse_user_host_port for one hop."""
-    item = text.strip()
-    uri = item.startswith("ssh://")
-    if uri:
-        item = item[len("ssh://"):]
-        if item.endswith("/"):
-            item = item[:-1]
-        if "/" in item:
-            raise SSHError(f"{where}: invalid ssh:// hop {text!r}")
-    user: str | None = None
-    if "@" in item:
-        user, _, item = item.rpartition("@")
-        if ";" in user:  # ssh URIs allow ;parameters after the user; OpenSSH drops them
-            user = user.split(";", 1)[0]
-        if not user:
-            raise SSHError(f"{where}: empty user name in hop {text!r}")
-    port_text = ""
-    if item.startswith("["):
-        end = item.find("]")
-        if end < 0:
-            raise SSHError(f"{where}: unclosed [ in hop {text!r}")
-        host, after = item[1:end], item[end + 1:]
-        if after and not after.startswith(":"):
-            raise SSHError(f"{where}: invalid hop {text!r}")
-        port_text = after[1:]
-    else:
-        host, _, port_text = item.partition(":")
-    if not host:
-        raise SSHError(f"{where}: no host in hop {text!r}")
-    if uri and not _valid_domain(host):
-        # OpenSSH's parse_uri takes only a domain name (valid_domain): no IPv6 literal.
-        raise SSHError(f"{where}: Invalid ProxyJump hop {text!r} (an ssh:// URI takes a "
-                       "host name)")
-    port = None
-    if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise SSHError(f"{where}: bad port in hop {text!r}")
-        port = int(port_text)
-    return Hop(host=host, user=user, port=port)
-
-
-def _valid_domain(name: str) -> bool:
-    """OpenSSH's valid_domain: letters, digits, '-', '.', '_'; starting alphanumeric."""
-    return (bool(name) and name[0].isalnum() and ".." not in name
-            and all(c.isalnum() or c in "-._" for c in name))
-
-
 def _final_hostname(hostname: str | None, host_arg: str) -> str:
     """ssh.c: HostName with %h expanded, lowercased unless it is an address."""
     host = host_arg if hostname is None else tokens.percent_expand(
         hostname, {"h": host_arg}, keyword="HostName")
-    return host if _is_address(host) else host.lower()
+    return host if is_address(host) else host.lower()
 
 
 def read_config(
@@ -512,7 +374,7 @@ def dump(parsed: ParsedConfig) -> dict[str, list[str]]:
         out["proxycommand"] = [proxy]
     if parsed.jump is not None and parsed.jump.host.lower() != "none":
         last = str(Hop(parsed.jump.host, parsed.jump.user, parsed.jump.port))
-        if _is_address(parsed.jump.host) and not last.startswith(("[", f"{parsed.jump.user}@[")):
+        if is_address(parsed.jump.host) and not last.startswith(("[", f"{parsed.jump.user}@[")):
             last = last.replace(parsed.jump.host, f"[{parsed.jump.host}]", 1)
         out["proxyjump"] = [f"{parsed.jump.extra},{last}" if parsed.jump.extra else last]
     alias = first("hostkeyalias")

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
-import contextlib
 import os
 import re
 import stat
@@ -132,7 +132,7 @@ class HostKeyChecker:
         *,
         trusted: Sequence[tuple[str, str]] = (),
         global_known_hosts: Sequence[Path] = (),
-        record_file: Path | None | bool = True,
+        record_file: Path | bool | None = True,
         hash_names: bool = False,
     ):
         self.name = name
@@ -290,7 +290,8 @@ def _writable_regular(path: Path) -> str | None:
     return kind
 
 
-def append_known_host(path: Path, line: str, name: str, key_b64: str) -> str | None:
+def append_known_host(  # noqa: PLR0911 - each way of not writing says why
+        path: Path, line: str, name: str, key_b64: str) -> str | None:
     """Append one known_hosts line as OpenSSH does: O_APPEND, one write, never a new inode.
 
     A path that is not a regular file (/dev/null, a device, a FIFO) records nothing.

@@ -66,11 +66,11 @@ class SocketAgent(AgentSSH):
         except OSError:
             conn.close()
             raise
-        # paramiko's agent protocol code takes a connected socket here.
-        self._connect(conn)
+        # paramiko's agent protocol code takes a connected socket here (not in its stubs).
+        self._connect(conn)  # type: ignore[attr-defined]
 
     def close(self) -> None:
-        self._close()
+        self._close()  # type: ignore[attr-defined]
 
 
 def open_agent(path: str | None) -> tuple[SocketAgent | None, str | None]:

@@ -8,8 +8,8 @@ OpenSSH, never left in place or expanded to nothing.
 
 from __future__ import annotations
 
-import hashlib
 import getpass
+import hashlib
 import os
 import re
 import socket
@@ -66,7 +66,7 @@ def percent_expand(text: str, values: Mapping[str, str], *, keyword: str) -> str
             i += 1
             continue
         token = text[i + 1:i + 2]
-        if token == "%":
+        if token == "%":  # noqa: S105 - a %-token, not a password
             out.append("%")
         elif token in values:
             out.append(values[token])

@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from support.openssh import ssh_g, ssh_v
-
 from remote_runtime.ssh import tokens
 from remote_runtime.ssh.endpoint import Endpoint
+from support.openssh import ssh_g, ssh_v
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ import pytest
 from support.net import free_port
 from support.procs import alive
 
-from remote_runtime.ssh.hostkeys import host_matches
 from remote_runtime import jupyter, remote, ssh
 from remote_runtime.errors import (
     AuthenticationError,
@@ -34,6 +33,7 @@ from remote_runtime.errors import (
 )
 from remote_runtime.profiles import JupyterSettings
 from remote_runtime.ssh import Endpoint
+from remote_runtime.ssh.hostkeys import host_matches
 from sandbox import common
 
 # mockssh 0.9 still calls Thread.setDaemon().

@@ -8,7 +8,6 @@ files and the name checks OpenSSH applies before anything reaches a shell.
 from __future__ import annotations
 
 import getpass
-import os
 from pathlib import Path
 
 import pytest

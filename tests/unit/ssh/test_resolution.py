@@ -38,7 +38,7 @@ def compared(values: dict[str, list[str]]) -> dict[str, list[str]]:
 def test_fallback_reader_agrees_with_ssh_g(case: Case, openssh: Path, isolated: object,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     write_case(case, Path.home(), monkeypatch)
-    status, expected, stderr = ssh_g(openssh, case.host, list(case.options), env=dict(os.environ))
+    status, expected, _ = ssh_g(openssh, case.host, list(case.options), env=dict(os.environ))
     if status != 0:
         with pytest.raises(SSHError):
             resolver.resolve_host(case.host, case.options, force_fallback=True)
