@@ -15,12 +15,16 @@ from pathlib import Path
 
 import pytest
 from support import totp
-from support.env import REPO_ROOT, require_sshd, unavailable
-from support.net import PortRange
+from support.cli import assert_one_error_line, cli_argv, cli_env, run_cli
+from support.env import REPO_ROOT, SANDBOX_REMOTE_CACHE, require_sshd, unavailable
+from support.net import PortRange, port_closed
+from support.remote import write_profiles
 
 from remote_runtime import ssh
 from remote_runtime.errors import AuthenticationError, HostKeyError
 from remote_runtime.ssh.hostkeys import host_matches
+from sandbox import MARKER_ENV
+from sandbox.common import kill_and_wait, pids_with_env
 from sandbox.sshd import Sshd
 
 PORTS = PortRange(21000, 21999)
@@ -180,13 +184,14 @@ def two_factor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
         server.close()
 
 
-def run_in_terminal(argv: list[str], answer: str, expect: bytes,
-                    timeout: float = 60) -> tuple[int, bytes]:
+def run_in_terminal(argv: list[str], answer: str, expect: bytes, timeout: float = 60,
+                    env: dict[str, str] | None = None) -> tuple[int, bytes]:
     """Run `argv` on a new pseudo-terminal (its controlling terminal); each time `expect`
     appears, type `answer`. Returns the exit status and everything shown."""
     main, secondary = os.openpty()
     process = subprocess.Popen(["setsid", "--ctty", *argv], stdin=secondary, stdout=secondary,
-                               stderr=secondary, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+                               stderr=secondary,
+                               env=env or {**os.environ, "PYTHONPATH": str(REPO_ROOT)},
                                close_fds=True)
     os.close(secondary)
     shown = b""
@@ -249,6 +254,51 @@ def test_without_a_terminal_the_challenge_is_one_clear_line(two_factor: Sshd,
     assert "keyboard-interactive" in info.value.message
     assert "no terminal" in info.value.message
     assert info.value.hint and "terminal" in info.value.hint
+
+
+def test_up_detach_asks_for_the_code_before_it_returns(tmp_path: Path) -> None:
+    """The whole path: `up --detach` on a terminal, the one-time code asked by the
+    supervisor's login and typed here, a healthy runtime, `down`. Without a terminal
+    the same `up` fails with one line. The remote is this machine (Jupyter bound to
+    127.0.0.2, the forwarder on 127.0.0.1, the same port), as in the sandbox's
+    loopback mode; the managed Jupyter env is the sandbox's shared cache."""
+    require_root()
+    secret = tmp_path / "ga_secret"
+    secret.write_text(totp.secret_file())
+    secret.chmod(0o400)
+    marker = str(tmp_path)
+    SANDBOX_REMOTE_CACHE.mkdir(parents=True, exist_ok=True)
+    server = start_sshd(tmp_path / "sshd", pam_stack=PAM_TOTP.format(secret=secret),
+                        extra_config="AuthenticationMethods publickey,keyboard-interactive\n",
+                        set_env={"XDG_CACHE_HOME": str(SANDBOX_REMOTE_CACHE),
+                                 MARKER_ENV: marker})
+    port = PORTS.take()
+    known = tmp_path / "known_hosts"
+    known.write_text(server.known_hosts_line("127.0.0.1") + "\n")
+    profiles = write_profiles(tmp_path / "profiles.yaml", {"otp": {
+        "ssh": {"host": "127.0.0.1", "port": server.port, "user": server.user,
+                "identity_file": str(server.client_key), "known_hosts": str(known)},
+        "jupyter": {"port": port, "env": "managed", "python": "python3", "workdir": "~",
+                    "bind_host": "127.0.0.2"}}})
+    try:
+        no_terminal = run_cli("up", "otp", "--detach", "--profiles", str(profiles),
+                              timeout=120)
+        assert_one_error_line(no_terminal, 4, "keyboard-interactive", "no terminal")
+        status, shown = run_in_terminal(
+            cli_argv("up", "otp", "--detach", "--profiles", str(profiles)),
+            answer=totp.code(), expect=b"Verification code: ", timeout=300, env=cli_env())
+        text = shown.decode(errors="replace")
+        assert status == 0, text
+        assert text.count("Verification code: ") == 1
+        assert text.index("Verification code: ") < text.index("Runtime 'otp' is up"), text
+        assert not port_closed(port)
+        log = (Path(os.environ["XDG_STATE_HOME"]) / "remote-runtime" / "logs" / "otp.log")
+        assert totp.code() not in log.read_text()  # the code is never logged
+    finally:
+        run_cli("down", "--all", "--profiles", str(profiles), timeout=120)
+        kill_and_wait(lambda: pids_with_env(MARKER_ENV, marker))
+        server.close()
+    assert port_closed(port)
 
 
 # --- agents, IdentitiesOnly, certificates, the profile's key first ---------------------------
