@@ -236,7 +236,8 @@ def _load_private(path: Path, prompter: Prompter | None, attempts: int) -> param
         return cached
     try:
         key = paramiko.PKey.from_path(str(path))
-    except paramiko.PasswordRequiredException:
+    # paramiko 5 lets cryptography's TypeError through for encrypted OpenSSH-format keys.
+    except (paramiko.PasswordRequiredException, TypeError):
         if prompter is None:
             raise AuthenticationError(
                 f"key {path} is encrypted and there is no terminal to ask for its passphrase",
@@ -247,9 +248,10 @@ def _load_private(path: Path, prompter: Prompter | None, attempts: int) -> param
             if not passphrase:
                 raise AuthenticationError(f"no passphrase given for {path}") from None
             try:
-                key = paramiko.PKey.from_path(str(path), passphrase)
+                # bytes: paramiko 5 hands the passphrase to cryptography as is.
+                key = paramiko.PKey.from_path(str(path), passphrase.encode())  # type: ignore[arg-type]
                 break
-            except (paramiko.SSHException, ValueError):
+            except (paramiko.SSHException, ValueError, TypeError):
                 continue
         else:
             raise AuthenticationError(f"wrong passphrase for {path}") from None
