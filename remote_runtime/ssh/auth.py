@@ -85,7 +85,8 @@ class _Login:
 
     def _publickey(self) -> Sequence[str]:
         target = self.target
-        agent, why_not = identities.open_agent(agent_socket(target))
+        agent, why_not = identities.open_agent(
+            agent_socket(target), system_default=target.identity_agent == "SSH_AUTH_SOCK")
         if why_not:
             self.notes.append(why_not)
         try:
@@ -102,7 +103,7 @@ class _Login:
         finally:
             if agent is not None:
                 with contextlib.suppress(Exception):  # closing a broken agent socket
-                    agent.close()
+                    agent._close()  # type: ignore[attr-defined]
         return []
 
     def _offer(self, identity: identities.Identity) -> Sequence[str]:

@@ -116,7 +116,7 @@ class _Reader:
         except OSError as exc:
             raise SSHError(f"cannot read SSH config {path}: {exc.strerror}") from None
         with handle:
-            if check_perm:
+            if check_perm and os.name == "posix":  # OpenSSH's check; Windows has ACLs
                 info = os.fstat(handle.fileno())
                 owner_ok = info.st_uid in (0, getattr(os, "getuid", lambda: 0)())
                 if not owner_ok or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):

@@ -21,6 +21,7 @@ import contextlib
 import copy
 import socket
 import struct
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,9 +74,17 @@ class SocketAgent(AgentSSH):
         self._close()  # type: ignore[attr-defined]
 
 
-def open_agent(path: str | None) -> tuple[SocketAgent | None, str | None]:
-    """The agent at `path` and its keys, or (None, why not) when it cannot be reached."""
+def open_agent(path: str | None, *,
+               system_default: bool = False) -> tuple[AgentSSH | None, str | None]:
+    """The agent at `path` and its keys, or (None, why not) when it cannot be reached.
+
+    With no socket but `system_default` (IdentityAgent unset), Windows' own agents
+    (OpenSSH's named pipe, Pageant) are asked, as paramiko finds them.
+    """
     if path is None:
+        if system_default and sys.platform == "win32":
+            with contextlib.suppress(paramiko.SSHException, OSError):
+                return paramiko.Agent(), None
         return None, None
     if not hasattr(socket, "AF_UNIX"):
         return None, "agent sockets are not supported on this system"
