@@ -256,6 +256,37 @@ def test_without_a_terminal_the_challenge_is_one_clear_line(two_factor: Sshd,
     assert info.value.hint and "terminal" in info.value.hint
 
 
+PAM_PASSWORD = """\
+auth required pam_exec.so expose_authtok quiet {check}
+account required pam_permit.so
+session required pam_permit.so
+"""
+
+
+def test_password_authentication_on_a_terminal(tmp_path: Path) -> None:
+    """A server that takes only passwords (PasswordAuthentication through PAM): asked
+    as OpenSSH asks, "user@host's password: ", hidden, then logged in."""
+    require_root()
+    check = tmp_path / "check-password"
+    check.write_text('#!/bin/sh\nread -r given\n[ "$given" = "correct horse" ]\n')
+    check.chmod(0o755)
+    server = start_sshd(tmp_path / "sshd", pam_stack=PAM_PASSWORD.format(check=check),
+                        extra_config="KbdInteractiveAuthentication no\n"
+                        "PasswordAuthentication yes\nAuthenticationMethods password\n")
+    try:
+        known = tmp_path / "known_hosts"
+        known.write_text(server.known_hosts_line("127.0.0.1") + "\n")
+        status, shown = run_in_terminal(
+            ["python3", "-c", PTY_CLIENT, str(server.port), server.user,
+             str(server.client_key), str(known)],
+            answer="correct horse", expect=f"{server.user}@127.0.0.1's password: ".encode())
+        text = shown.decode(errors="replace")
+        assert status == 0 and "REMOTE SAYS logged-in" in text, text
+        assert "correct horse" not in text  # typed with echo off
+    finally:
+        server.close()
+
+
 def test_up_detach_asks_for_the_code_before_it_returns(tmp_path: Path) -> None:
     """The whole path: `up --detach` on a terminal, the one-time code asked by the
     supervisor's login and typed here, a healthy runtime, `down`. Without a terminal
