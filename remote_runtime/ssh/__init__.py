@@ -2,7 +2,8 @@
 
   endpoint   where to connect (what a provider produces)
   resolver   OpenSSH's own answer for a host (`ssh -G`), or `configfile`'s where it has none
-  configfile ssh_config(5) read as OpenSSH reads it: Include, Match, Host, quoting
+  configfile ssh_config(5) read as OpenSSH reads it: Include, Match, Host, first value wins
+  configsyntax  its words, quoting, comments and patterns; ProxyJump hops
   tokens     %-tokens, ${VAR} and ~, and OpenSSH's checks of host and user names
   config     an endpoint resolved into a connectable Target (ProxyJump hops included)
   describe   the effective connection as data (`profiles show`)
