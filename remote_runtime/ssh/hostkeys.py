@@ -145,8 +145,10 @@ class HostKeyChecker:
             self.record_file: Path | None = self.files[0] if self.files else None
         else:
             self.record_file = record_file or None
-        self.known = [k for path in [*self.files, *self.global_files]
-                      for k in read_known_hosts(path, name)]
+        self.known = [k for path in self.files for k in read_known_hosts(path, name)]
+        for path in self.global_files:
+            with contextlib.suppress(HostKeyError):  # an unreadable system file: as OpenSSH
+                self.known += read_known_hosts(path, name)
 
     @property
     def write_file(self) -> Path | None:
