@@ -1,12 +1,16 @@
 """Detached runtimes: a background supervisor that owns the tunnel.
 
 `spawn()` (run by `up --detach`) starts our own hidden entry point,
-`remote-runtime _supervise NAME`, in a new session. The supervisor brings the
-runtime up and reports on its stdout as JSON lines (progress, then `ready`
-or `error`); after `ready` it writes only to its log file. It keeps the
-runtime alive: on a lost connection it reconnects with backoff while the local
-port stays bound and the remote server keeps running under its lease. SIGTERM
-(`down`) makes it tear down through the same `finally` as the foreground.
+`remote-runtime _supervise NAME`, detached the way the OS detaches a process: a
+new session on POSIX; on Windows a new process group without a console
+(`DETACHED_PROCESS`), out of the terminal's job where the job allows it. The
+supervisor brings the runtime up and reports on its stdout as JSON lines
+(progress, then `ready` or `error`); after `ready` it writes only to its log
+file. It keeps the runtime alive: on a lost connection it reconnects with
+backoff while the local port stays bound and the remote server keeps running
+under its lease. A stop request from `down` (`stops`, every OS) or a stopping
+signal (SIGTERM, SIGHUP, SIGINT on POSIX; SIGINT, SIGBREAK on Windows) makes it
+tear down through the same `finally` as the foreground.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from . import paths, procs, state
+from . import paths, procs, state, stops
 from .errors import (
     ExitCode,
     RemoteRuntimeError,
@@ -84,18 +88,25 @@ class _Channel:
 
 
 def supervise(profile: Profile, options: UpOptions) -> int:
-    """The hidden `_supervise` command: up, keep up, tear down on SIGTERM."""
+    """The hidden `_supervise` command: up, keep up, tear down when asked to stop."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+    for sig in (signal.SIGINT, *procs.stopping_signals()):
         signal.signal(sig, on_signal)
     log_file = log_path(profile.name).open("a", encoding="utf-8")
     channel = _Channel(sys.stdout, log_file)
     runtime = Runtime(profile, options, progress=channel.progress, detached=True,
                       log_path=str(log_path(profile.name)))
+
+    def on_request() -> None:
+        channel.note("stop requested (remote-runtime down)")
+        stop.set()
+
+    watcher = stops.Watcher(profile.name, os.getpid(), on_request)
+    watcher.start()
     status = 0
     try:
         info = _start_interruptibly(runtime, stop)
@@ -108,6 +119,7 @@ def supervise(profile: Profile, options: UpOptions) -> int:
         channel.error(exc)
         status = int(exc.exit_code)
     finally:
+        watcher.close()
         for line in runtime.close():
             channel.note(f"teardown: {line}")
         log_file.close()
@@ -178,8 +190,8 @@ def spawn(name: str, profiles_path: Path, options: UpOptions,
             "--profiles", str(profiles_path), "--options", options.to_json()]
     log = log_path(name)
     with log.open("a", encoding="utf-8") as err:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=err, start_new_session=True, text=True)
+        process = _start_detached(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=err, text=True)
     assert process.stdout is not None
     try:
         for line in process.stdout:
@@ -209,3 +221,37 @@ def spawn(name: str, profiles_path: Path, options: UpOptions,
         raise
     finally:
         process.stdout.close()
+
+
+# Windows process creation flags (subprocess defines them only on Windows).
+DETACHED_PROCESS = 0x00000008
+CREATE_NEW_PROCESS_GROUP = 0x00000200
+CREATE_BREAKAWAY_FROM_JOB = 0x01000000
+
+
+def detach_options(windows: bool) -> list[dict[str, Any]]:
+    """Popen keyword sets that detach a process, in the order to try them.
+
+    POSIX: a new session (no controlling terminal; the terminal's SIGHUP and Ctrl-C
+    do not reach it). Windows: no console (so no Ctrl-C, Ctrl-Break or console-close
+    event) in a process group of its own, and out of the terminal's job object so
+    closing the terminal does not end it; a job that forbids breakaway refuses that
+    flag, so the second set goes without it.
+    """
+    if not windows:
+        return [{"start_new_session": True}]
+    flags = DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP
+    return [{"creationflags": flags | CREATE_BREAKAWAY_FROM_JOB}, {"creationflags": flags}]
+
+
+def _start_detached(argv: list[str], *, windows: bool = sys.platform == "win32",
+                    popen: Callable[..., subprocess.Popen[str]] = subprocess.Popen,
+                    **kwargs: Any) -> subprocess.Popen[str]:
+    choices = detach_options(windows)
+    for index, extra in enumerate(choices):
+        try:
+            return popen(argv, **kwargs, **extra)
+        except PermissionError:  # ERROR_ACCESS_DENIED: the job forbids breakaway
+            if index + 1 == len(choices):
+                raise
+    raise AssertionError("unreachable")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import pwd
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -40,16 +39,26 @@ def default_user(environ: Mapping[str, str]) -> str:
     name = next((environ[v] for v in ("LOGNAME", "USER", "LNAME", "USERNAME")
                  if environ.get(v)), "")
     if not name:
-        try:
-            name = pwd.getpwuid(os.getuid()).pw_name
-        except KeyError:
-            name = "user"
+        name = _account_name()
     if all(ord(c) < 128 and c != " " for c in name):
         return name
     mapped = "".join(c if c.isalnum() and ord(c) < 128 else "_" for c in name.lower())
     if not mapped[:1].isalpha():
         mapped = "g" + mapped
     return mapped[:32]
+
+
+def _account_name() -> str:
+    """The login name from the user database where there is one (POSIX); Windows always
+    sets USERNAME, read above."""
+    try:
+        import pwd
+    except ImportError:
+        return "user"
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return "user"
 
 
 def parse_public_key(line: str) -> tuple[str, str, str]:

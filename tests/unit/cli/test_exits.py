@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -305,7 +306,9 @@ def test_profiles_check_uses_the_lookup_order(
 
 
 def _dependency_closure(dist: str) -> set[str]:
-    """Distributions `dist` installs unconditionally (no extras), normalised names."""
+    """Distributions `dist` installs unconditionally (no extras), normalised names. The
+    checkout's own pyproject.toml says what it needs (the installed metadata may be an
+    older checkout's); installed metadata says what those need in turn."""
     seen: set[str] = set()
     todo = [dist]
     while todo:
@@ -314,10 +317,14 @@ def _dependency_closure(dist: str) -> set[str]:
         if key in seen:
             continue
         seen.add(key)
-        try:
-            requires = importlib.metadata.requires(name) or []
-        except importlib.metadata.PackageNotFoundError:
-            continue
+        if key == dist:
+            project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+            requires = list(project["dependencies"])
+        else:
+            try:
+                requires = importlib.metadata.requires(name) or []
+            except importlib.metadata.PackageNotFoundError:
+                continue
         for text in requires:
             requirement = Requirement(text)
             if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
