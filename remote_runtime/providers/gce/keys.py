@@ -53,11 +53,9 @@ def _account_name() -> str:
     sets USERNAME, read above."""
     try:
         import pwd
-    except ImportError:
-        return "user"
-    try:
+
         return pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
+    except (ImportError, KeyError):
         return "user"
 
 

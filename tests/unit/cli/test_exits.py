@@ -362,3 +362,23 @@ def test_the_cli_runs_with_only_its_declared_dependencies(tmp_path: Path) -> Non
             check=False,
         )
         assert result.returncode == expected, result.stderr[-2000:]
+
+
+# --- open-file limit -------------------------------------------------------------------------
+
+
+def test_the_open_file_limit_is_raised_where_there_is_one() -> None:
+    code = ("import resource\nfrom remote_runtime.cli import exits\n"
+            "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+            "exits._raise_fd_limit()\n"
+            "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], min(hard, 10240))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=cli_env(), timeout=60, check=False)
+    raised, floor = map(int, result.stdout.split())
+    assert raised >= floor, result.stderr
+
+
+def test_no_resource_module_no_limit_to_raise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "resource", None)  # Windows
+    cli_exits._raise_fd_limit()
