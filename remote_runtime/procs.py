@@ -23,9 +23,9 @@ WINDOWS = sys.platform == "win32"
 
 def stopping_signals(module: Any = signal) -> tuple[signal.Signals, ...]:
     """The signals besides SIGINT that ask a program to end, where the OS has them:
-    SIGTERM and SIGHUP on POSIX; SIGBREAK on Windows (Ctrl-Break, and a closed console
-    window). Windows' SIGTERM can be handled but nothing ever sends it. `module` is the
-    signal module, or a stand-in in tests."""
+    SIGTERM and SIGHUP on POSIX; SIGBREAK (Ctrl-Break) on Windows. Windows' SIGTERM can
+    be handled but nothing ever sends it. `module` is the signal module, or a stand-in
+    in tests."""
     names = ("SIGTERM", "SIGHUP", "SIGBREAK")
     return tuple(getattr(module, name) for name in names if hasattr(module, name))
 

@@ -1,8 +1,10 @@
 """Signals and stop requests for processes that hold a runtime in the foreground (`up`, `run`).
 
 Ctrl-C, and whatever else each OS sends to end a terminal program, end a
-foreground runtime the same way: SIGTERM and SIGHUP on POSIX; Ctrl-Break (and
-closing the console window, which Python also delivers as SIGBREAK) on Windows.
+foreground runtime the same way: SIGTERM and SIGHUP on POSIX; Ctrl-Break
+(SIGBREAK) on Windows. (Closing a Windows console also raises SIGBREAK, but
+the system ends the process before Python's handler runs; the remote server
+then stops itself when its SSH connection drops.)
 A stop request from `down` in another terminal (`stops`, the one way that works
 on every OS) does too. During teardown every such signal is absorbed, so a
 second Ctrl-C cannot leave a remote server running.
