@@ -126,7 +126,9 @@ def _generate(path: Path, comment: str, environ: Mapping[str, str]) -> None:
                                 serialization.NoEncryption())
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                            serialization.PublicFormat.OpenSSH)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # O_BINARY: on Windows a descriptor opens in text mode, which would rewrite the key's
+    # line ends.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(private)
     Path(f"{path}.pub").write_text(f"{public.decode()} {comment}\n", encoding="ascii")
