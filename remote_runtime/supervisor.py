@@ -38,6 +38,7 @@ from .profiles import Profile
 from .runtime import Runtime, RuntimeInfo
 
 BACKOFF_MAX = 30.0
+STARTING_STOP_WAIT = 120.0  # a supervisor interrupted mid-install unwinds, then tears down
 
 
 def log_path(name: str) -> Path:
@@ -58,6 +59,11 @@ class _Channel:
     def progress(self, message: str) -> None:
         self._log(message)
         self._send({"progress": message})
+
+    def started(self) -> None:
+        """Tell the parent our pid (on Windows a venv's python.exe is a launcher whose
+        child runs us, so the parent's Popen pid is not ours)."""
+        self._send({"started": os.getpid()})
 
     def _send(self, obj: dict[str, Any]) -> None:
         if self.stdout is None:
@@ -107,6 +113,7 @@ def supervise(profile: Profile, options: UpOptions) -> int:
 
     watcher = stops.Watcher(profile.name, os.getpid(), on_request)
     watcher.start()
+    channel.started()
     status = 0
     try:
         info = _start_interruptibly(runtime, stop)
@@ -193,17 +200,20 @@ def spawn(name: str, profiles_path: Path, options: UpOptions,
         process = _start_detached(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=err, text=True)
     assert process.stdout is not None
+    owner = process.pid
     try:
         for line in process.stdout:
             try:
                 message = json.loads(line)
             except ValueError:
                 continue
-            if "progress" in message:
+            if "started" in message:
+                owner = int(message["started"])
+            elif "progress" in message:
                 progress(str(message["progress"]))
             elif "ready" in message:
                 info: dict[str, Any] = message["ready"]
-                info["pid"] = process.pid
+                info["pid"] = owner
                 info["log"] = str(log)
                 return info
             elif "error" in message:
@@ -216,11 +226,23 @@ def spawn(name: str, profiles_path: Path, options: UpOptions,
         raise RemoteRuntimeError(f"the supervisor exited ({status}) before the runtime was up",
                                  hint=f"see {log}")
     except KeyboardInterrupt:
-        # The supervisor tears down what it started (it may take a while), then ends.
-        procs.stop_child(process, timeout=120)
+        _stop_starting(name, owner, process)
         raise
     finally:
         process.stdout.close()
+
+
+def _stop_starting(name: str, pid: int, process: subprocess.Popen[str]) -> None:
+    """Ctrl-C while a supervisor starts: ask it as `down` does (a stop request reaches it
+    on every OS; on Windows it has no console for Ctrl-C and no SIGTERM to catch). It tears
+    down what it started, which may take a while, then ends."""
+    stops.request(name, pid)
+    try:
+        process.wait(timeout=STARTING_STOP_WAIT)
+    except subprocess.TimeoutExpired:
+        procs.stop_child(process, timeout=5)
+    finally:
+        stops.withdraw(name)
 
 
 # Windows process creation flags (subprocess defines them only on Windows).

@@ -6,6 +6,7 @@ and SIGHUP gone, SIGBREAK present, SIGTERM uncatchable), against the real sandbo
   request; a `down` that fell back to SIGTERM would leave the teardown lines out of the
   supervisor's log and the remote server running until its lease ended.
 - A foreground `up` ended by Ctrl-Break tears everything down.
+- Ctrl-C while `up --detach` waits for its supervisor stops the supervisor the same way.
 
 Part of the portable tier (marked `portable`) and of the integration tier (the sandbox).
 Ports 23000-23999 are this file's.
@@ -14,6 +15,7 @@ Ports 23000-23999 are this file's.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import Any
 
 import pytest
 from support import windows_like
-from support.cli import UpProcess, describe, wait_until
+from support.cli import UpProcess, cli_argv, describe, wait_until
 from support.colab_client import ColabClient
 from support.env import Isolated
 from support.net import PortRange, port_closed
@@ -91,3 +93,33 @@ def test_foreground_up_ends_on_ctrl_break(
     assert f"stopped the remote Jupyter server (pid {server}) and its kernels" in up.stderr
     wait_until(lambda: remote_servers(box, port) == [], 30, "the remote server to stop")
     assert port_closed(port) and isolated.runtime_records == []
+
+
+def test_ctrl_c_while_a_detached_runtime_starts_tears_it_down(
+    clean_remote: Sandbox, teardown: Teardown, tmp_path: Path, isolated: Isolated
+) -> None:
+    """Ctrl-C reaches `up --detach` only (the supervisor has no console on Windows, its own
+    session elsewhere): `up` asks the supervisor to stop, as `down` does."""
+    box, port = clean_remote, PORTS.take()
+    profiles = profiles_for(tmp_path, box, teardown, sb={"port": port})
+    up = subprocess.Popen(
+        cli_argv("up", "sb", "--detach", "--profiles", str(profiles)),
+        env=windows_like.env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        records = wait_until(lambda: isolated.runtime_records, 60, "the supervisor's record")
+        supervisor = json.loads(records[0].read_text())["pid"]
+        assert "_supervise" in cmdline(supervisor)
+        up.send_signal(signal.SIGINT)
+        _out, err = up.communicate(timeout=180)
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.communicate(timeout=10)
+    assert up.returncode == ExitCode.INTERRUPTED, err
+    assert not wait_gone([supervisor]), "the supervisor is still running"
+    log = (isolated.state / "remote-runtime" / "logs" / "sb.log").read_text()
+    assert "stop requested (remote-runtime down)" in log, log
+    wait_until(lambda: remote_servers(box, port) == [], 30, "no remote server")
+    assert port_closed(port) and isolated.runtime_records == []
+    assert not list((isolated.state / "remote-runtime" / "runtimes").glob("*.stop"))
