@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 from support.cli import cli_argv, cli_env
 
 SITE = Path(__file__).resolve().parent / "windows_like_site"
-SIGBREAK = 10  # the simulation numbers SIGBREAK as Linux's SIGUSR1
+SIGBREAK = int(signal.SIGUSR1)  # how the simulation numbers SIGBREAK
 
 
 def env() -> dict[str, str]:
