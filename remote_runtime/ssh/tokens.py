@@ -131,7 +131,7 @@ class ConnectionInfo:
         return {
             "C": connection_hash(this_host, self.hostname, port, self.remote_user, self.jump),
             "L": this_host.split(".")[0],
-            "i": str(os.getuid()) if hasattr(os, "getuid") else "0",
+            "i": _uid(),
             "k": self.host_key_alias or self.host_arg,  # OpenSSH: HostKeyAlias or the name given
             "l": this_host,
             "n": self.host_arg,
@@ -155,11 +155,19 @@ def connection_hash(this_host: str, host: str, port: str, user: str, jump: str =
     return hashlib.sha1((this_host + host + port + user).encode()).hexdigest()  # noqa: S324
 
 
+def _uid() -> str:
+    """%i: the numeric user id (Windows has none; OpenSSH for Windows leaves %i unused)."""
+    try:
+        return str(os.getuid())
+    except AttributeError:
+        return "0"
+
+
 def local_user() -> str:
-    """%u and Match localuser: the login name of this process's user."""
-    if pwd is not None:
-        try:
+    """%u and Match localuser: the login name of this process's user (passwd, as OpenSSH)."""
+    try:
+        if pwd is not None:
             return pwd.getpwuid(os.getuid()).pw_name
-        except KeyError:
-            pass
+    except (KeyError, AttributeError):
+        pass
     return getpass.getuser()
