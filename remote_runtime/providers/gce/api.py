@@ -245,6 +245,14 @@ class ComputeApi:
         return self._client("ProjectsClient")
 
     @property
+    def images(self) -> Any:
+        return self._client("ImagesClient")
+
+    @property
+    def zone_operations(self) -> Any:
+        return self._client("ZoneOperationsClient")
+
+    @property
     def oslogin(self) -> Any:
         return self._client("OsLoginServiceClient")
 
@@ -262,14 +270,22 @@ class ComputeApi:
             raise translate(exc, doing=doing, project=self.project, target=target) from exc
 
     def wait(self, operation: Any, *, zone: str | None, doing: str, target: str,
-             deadline: float, progress: Progress) -> Any:
-        """Wait (bounded by the monotonic `deadline`) for a zone or global operation."""
+             deadline: float, progress: Progress,
+             failed: Callable[[list[Any]], CloudError] | None = None,
+             cancelled: Callable[[], None] | None = None) -> Any:
+        """Wait (bounded by the monotonic `deadline`) for a zone or global operation.
+
+        `failed` turns the operation's errors into the CloudError to raise (default:
+        `operation_error`); `cancelled` is called between polls and may raise.
+        """
         compute = compute_module()
         done = compute.Operation.Status.DONE
         client = self._client("ZoneOperationsClient" if zone else "GlobalOperationsClient")
         started = time.monotonic()
         last_note = started
         while operation.status != done:
+            if cancelled is not None:
+                cancelled()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise CloudError(
@@ -288,6 +304,8 @@ class ComputeApi:
                 operation = client.wait(**kwargs, timeout=min(remaining, 130.0) + 10.0)
         errors = list(operation.error.errors) if operation.error else []
         if errors:
+            if failed is not None:
+                raise failed(errors)
             raise operation_error(errors, doing=doing, project=self.project, target=target)
         return operation
 
