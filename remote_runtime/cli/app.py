@@ -85,10 +85,10 @@ def up(
 ) -> None:
     """Start a Colab runtime on NAME and forward it here (until Ctrl-C, or --detach)."""
     loaded = profiles.load(profiles_path)
-    profile = loaded.get(name)
+    profile = loaded.to_start(name)  # a {run} profile: a new runtime PROFILE-SUFFIX
     options = UpOptions(port=port, timeout=timeout, accept_new_host_key=accept_new_host_key)
     if detach:
-        info = supervisor.spawn(name, loaded.path, options, progress)
+        info = supervisor.spawn(profile.name, loaded.path, options, progress)
         if as_json:
             out.print_json(json.dumps(info))
         else:
@@ -117,6 +117,8 @@ def _hold_foreground(runtime: Runtime, *, as_json: bool) -> None:
                         render.up(out, data, detached=False)
                     sys.stdout.flush()
                     runtime.wait(stop)
+                    if runtime.ended:
+                        err.print(runtime.ended)
                 except KeyboardInterrupt:
                     err.print()
                     err.print("stopping...")
@@ -162,8 +164,8 @@ def status(
     if as_json:
         out.print_json(json.dumps(row.to_dict()))
     else:
-        render.health_report(out, name, row.health)
-    if not row.health.ok:
+        render.status(out, row)
+    if not row.health.ok or row.gpu_ok is False:
         raise typer.Exit(ExitCode.HEALTH)
 
 
@@ -178,13 +180,16 @@ def down(
         raise UsageError("give a runtime name or --all, not both",
                          hint="see 'remote-runtime down --help'")
     loaded = profiles.load(profiles_path)
+    warnings: list[str] = []
     if all_:
-        results = control.down_all(loaded, progress)
+        results, warnings = control.down_all(loaded, progress)
         if not results:
             out.print("no runtimes are up")
     else:
         assert name is not None
-        results = {name: control.down(loaded, name, progress)}
+        results = control.down_named(loaded, name, progress)
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}")
     for runtime_name, done in results.items():
         out.print(f"runtime '{runtime_name}' is down")
         for line in done:
@@ -219,7 +224,7 @@ def run_command(
 
     Exits with the command's exit status; teardown happens on every path.
     """
-    profile = profiles.load(profiles_path).get(name)
+    profile = profiles.load(profiles_path).to_start(name)
     options = UpOptions(port=port, timeout=timeout, accept_new_host_key=accept_new_host_key)
     runtime = Runtime(profile, options, progress=progress, passphrase_prompt=_prompt_if_tty())
     status_code: int = ExitCode.INTERRUPTED

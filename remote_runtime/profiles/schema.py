@@ -107,6 +107,12 @@ class Profile:
         return self.base or self.name
 
     @property
+    def idle_stop_seconds(self) -> float | None:
+        """After how long with nothing running the VM's agent powers it off (None: never)."""
+        minutes = self.gce.idle_stop_minutes if self.gce is not None else None
+        return None if minutes is None else minutes * 60
+
+    @property
     def run_template(self) -> bool:
         """Each runtime of this profile gets its own VM, named with a fresh suffix."""
         return self.gce is not None and RUN_PLACEHOLDER in self.gce.instance

@@ -30,8 +30,9 @@ from remote_runtime.errors import CloudError, ExitCode, HostKeyError
 from remote_runtime.options import UpOptions
 from remote_runtime.profiles import GCESettings, JupyterSettings, Profile
 from remote_runtime.providers.gce import keys as gce_keys
-from remote_runtime.providers.gce.api import account_email
-from remote_runtime.providers.gce.provider import GceProvider, connect, live_status
+from remote_runtime.providers.gce.api import account_email, connect
+from remote_runtime.providers.gce.provider import GceProvider
+from remote_runtime.providers.gce.queries import live_status
 from remote_runtime.runtime import Runtime
 from sandbox import Sandbox, to_yaml
 

@@ -6,12 +6,14 @@
   reach       host keys from guest attributes, the address (external, internal, IAP)
   gpu         nvidia-smi: the GPU driver works
   preemption  was a Spot VM taken back (the zone's operations say so)
+  queries     status, preemption, VMs left behind: questions that need no SSH
   api         the Compute and OS Login clients, credentials, errors (the only importer of Google)
   keys        gcloud's conventions for user names, key pairs, metadata and host keys
 """
 
 from __future__ import annotations
 
-from .provider import GceProvider, live_status, preemption
+from .provider import GceProvider
+from .queries import leftovers, live_status, preemption
 
-__all__ = ["GceProvider", "live_status", "preemption"]
+__all__ = ["GceProvider", "leftovers", "live_status", "preemption"]

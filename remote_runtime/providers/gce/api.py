@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from ...errors import CloudError
 from ...options import Progress
+from ...profiles import GCESettings, Profile
 
 INSTALL_HINT = "pip install 'remote-runtime[gce]'"
 LOGIN_HINT = "run 'gcloud auth application-default login' (or point " \
@@ -350,3 +351,22 @@ def account_email(creds: Credentials, timeout: float = 10.0) -> str | None:
     except Exception:  # noqa: BLE001 - any failure means "not known"; the caller explains
         return None
     return None
+
+def settings_of(profile: Profile) -> GCESettings:
+    if profile.gce is None:
+        raise CloudError(f"profile '{profile.name}' is not a GCE profile")
+    return profile.gce
+
+
+def connect(profile: Profile, environ: Mapping[str, str]) -> ComputeApi:
+    """Endpoint, credentials and project for a GCE profile (no API call yet)."""
+    settings = settings_of(profile)
+    endpoint = resolve_endpoint(settings.api_endpoint, environ)
+    creds = load_credentials(endpoint, environ)
+    project = resolve_project(settings.project, creds, environ, profile.name)
+    return ComputeApi(endpoint=endpoint, creds=creds, project=project)
+
+
+def target_of(project: str, settings: GCESettings) -> str:
+    return (f"instance '{settings.instance}' in project '{project}', "
+            f"zone '{settings.zone}'")

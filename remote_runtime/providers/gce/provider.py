@@ -22,69 +22,18 @@ from typing import Any
 from ... import paths
 from ...errors import CloudError
 from ...options import Progress
-from ...profiles import GCESettings, Profile
+from ...profiles import Profile
 from ...ssh import Session
 from ...ssh.endpoint import Endpoint
 from .. import BaseProvider
 from . import create, gpu, keys, reach
 from .access import KeyAccess, items_of
-from .api import ComputeApi, api_errors, load_credentials, resolve_endpoint, resolve_project
+from .api import ComputeApi, api_errors, connect, settings_of, target_of
 from .preemption import preempted_at
+from .queries import RUNNING, preemption
 
-RUNNING = "RUNNING"
 STOPPED = ("TERMINATED", "STOPPED")
 SUSPENDED = "SUSPENDED"
-
-
-def _settings(profile: Profile) -> GCESettings:
-    if profile.gce is None:
-        raise CloudError(f"profile '{profile.name}' is not a GCE profile")
-    return profile.gce
-
-
-def connect(profile: Profile, environ: Mapping[str, str]) -> ComputeApi:
-    """Endpoint, credentials and project for a GCE profile (no API call yet)."""
-    settings = _settings(profile)
-    endpoint = resolve_endpoint(settings.api_endpoint, environ)
-    creds = load_credentials(endpoint, environ)
-    project = resolve_project(settings.project, creds, environ, profile.name)
-    return ComputeApi(endpoint=endpoint, creds=creds, project=project)
-
-
-def live_status(profile: Profile, environ: Mapping[str, str] | None = None) -> str:
-    """The instance's status from the API (e.g. "RUNNING"), for `list --refresh`."""
-    settings = _settings(profile)
-    api = connect(profile, os.environ if environ is None else environ)
-    target = _target(api.project, settings)
-    with api.calling("reading the instance", target):
-        instance = api.instances.get(project=api.project, zone=settings.zone,
-                                     instance=settings.instance, timeout=api.request_timeout)
-    return str(instance.status)
-
-
-def preemption(profile: Profile, instance_id: str = "",
-               environ: Mapping[str, str] | None = None) -> str | None:
-    """When the profile's (Spot) VM was preempted, if it was; None while it runs."""
-    settings = _settings(profile)
-    api = connect(profile, os.environ if environ is None else environ)
-    gexc = api_errors()
-    try:
-        with api.calling("reading the instance", _target(api.project, settings),
-                         passthrough=lambda e: isinstance(e, gexc.NotFound)):
-            instance = api.instances.get(project=api.project, zone=settings.zone,
-                                         instance=settings.instance,
-                                         timeout=api.request_timeout)
-        if str(instance.status) == RUNNING and (
-                not instance_id or str(instance.id) == instance_id):
-            return None
-    except gexc.NotFound:
-        pass  # a Spot VM whose termination action is DELETE is gone
-    return preempted_at(api, settings.zone, settings.instance, instance_id)
-
-
-def _target(project: str, settings: GCESettings) -> str:
-    return (f"instance '{settings.instance}' in project '{project}', "
-            f"zone '{settings.zone}'")
 
 
 class GceProvider(BaseProvider):
@@ -99,7 +48,7 @@ class GceProvider(BaseProvider):
 
     def __init__(self, profile: Profile, *, environ: Mapping[str, str] | None = None) -> None:
         self.profile = profile
-        self.settings = _settings(profile)
+        self.settings = settings_of(profile)
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
         self._api: ComputeApi | None = None
         # close() on a fresh provider stops (or deletes) the VM: `down` for a runtime whose
@@ -123,7 +72,7 @@ class GceProvider(BaseProvider):
 
     @property
     def target(self) -> str:
-        return _target(self.api.project, self.settings)
+        return target_of(self.api.project, self.settings)
 
     # --- Provider ----------------------------------------------------------------
 
