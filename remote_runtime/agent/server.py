@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+from . import idle as idle_stop
 from .common import alive, emit, port_free, read_state, run_dir, touch, write_json
 
 
@@ -84,9 +85,11 @@ def monitor(config, directory):
     log("server %d started on port %d" % (server.pid, config["port"]))
     lease_file = os.path.join(directory, "lease")
     stop_file = os.path.join(directory, "stop")
+    activity = idle_stop.Activity(config, directory)
     reason = None
     while reason is None:
         time.sleep(0.25)
+        activity.poll()
         if server.poll() is not None:
             reason = "server exited with status %d" % server.returncode
         elif os.path.exists(stop_file):
@@ -230,6 +233,7 @@ def cmd_start(args):
     if state is None:
         emit({"error": "the monitor did not start"})
         return 1
+    idle_stop.configure(config)
     emit({"ok": True, "server_pid": state["server_pid"], "monitor_pid": state["monitor_pid"],
           "dir": directory, "log": os.path.join(directory, "server.log")})
     return hold(directory, config["on_disconnect"], lines)

@@ -239,6 +239,66 @@ def run_command(
     raise typer.Exit(status_code)
 
 
+@app.command("exec")
+def exec_(
+    name: Annotated[str, typer.Argument(help="Runtime (profile) name.")],
+    notebook_paths: Annotated[list[Path], typer.Argument(
+        metavar="NOTEBOOK...", help="Notebooks to run, in this order.")],
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out-dir", "-o", help="Write the executed notebooks here (default: "
+        "NAME.executed.ipynb beside each).")] = None,
+    parameter: Annotated[list[str] | None, typer.Option(
+        "--parameter", "-p", metavar="KEY=VALUE",
+        help="Inject KEY=VALUE after the cell tagged 'parameters' (repeatable).")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", min=1, help="Seconds each cell may run (default: no limit).")] = None,
+    kernel: Annotated[str | None, typer.Option(
+        "--kernel", help="Kernelspec to run (default: the runtime's default, the "
+        "remote user's Python).")] = None,
+    accept_new_host_key: AcceptOpt = False,
+    profiles_path: ProfilesOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run notebooks cell by cell on NAME (brought up for it, or the one that is up).
+
+    Exits 0 only when every cell ran; a failing cell is named and what ran is written.
+    """
+    from .. import notebooks
+    from .exec_view import ExecView, summary
+
+    profile = profiles.load(profiles_path).to_start(name)  # {run}: a new runtime
+    try:
+        parameters = notebooks.parse_parameters(parameter or [])
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    jobs = notebooks.plan(notebook_paths, out_dir, parameters)
+    record = notebooks.running(profile)
+    runtime = None if record is not None else Runtime(
+        profile, UpOptions(accept_new_host_key=accept_new_host_key), progress=progress,
+        passphrase_prompt=_prompt_if_tty())
+    report = None
+    try:
+        with interrupts.terminate_as_interrupt(), ExecView(err) as view, \
+                contextlib.suppress(KeyboardInterrupt):  # before the notebooks ran: no report
+            report = notebooks.on_runtime(jobs, runtime=runtime, record=record, kernel=kernel,
+                                          cell_timeout=timeout, observer=view,
+                                          progress=progress)
+    finally:
+        if runtime is not None:
+            _teardown(runtime)
+    if report is None:
+        raise typer.Exit(ExitCode.INTERRUPTED)
+    if as_json:
+        out.print_json(json.dumps(report.to_dict()))
+    else:
+        summary(out, report)
+    if report.interrupted:
+        raise typer.Exit(ExitCode.INTERRUPTED)
+    failure = report.error()
+    if failure is not None:
+        raise failure
+
+
 @app.command("_supervise", hidden=True)
 def supervise_(
     name: str,
