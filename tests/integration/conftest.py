@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from support.cli import UpProcess
 from support.env import SANDBOX_REMOTE_CACHE, Isolated, require_netns_sandbox
+from support.fake_compute import FakeCompute
+from support.gce import PROJECT, Dlvm, GuestAgent, VmHost, dlvm_images, host_key
 from support.remote import Teardown, checked_remote
 
 from sandbox import Sandbox
@@ -65,3 +67,36 @@ def start_up() -> Iterator[Any]:
     yield start
     for up in started:
         up.kill()
+
+
+@pytest.fixture(scope="session")
+def vm_host(tmp_path_factory: pytest.TempPathFactory) -> VmHost:
+    """nvidia-smi and power-off stand-ins for the sandbox that plays a Deep Learning VM."""
+    return VmHost(tmp_path_factory.mktemp("vm-host"))
+
+
+@pytest.fixture(scope="session")
+def vm_sandbox(tmp_path_factory: pytest.TempPathFactory, vm_host: VmHost) -> Iterator[Sandbox]:
+    """A second sandbox whose sessions find the stand-ins: on PATH (nvidia-smi) and in
+    REMOTE_RUNTIME_POWEROFF (so an idle stop never reaches this machine's shutdown)."""
+    require_netns_sandbox()
+    SANDBOX_REMOTE_CACHE.mkdir(parents=True, exist_ok=True)
+    with Sandbox(tmp_path_factory.mktemp("vm-sandbox"), mode="netns",
+                 remote_cache_dir=SANDBOX_REMOTE_CACHE, env=vm_host.env) as box:
+        yield box
+
+
+@pytest.fixture
+def dlvm(vm_sandbox: Sandbox, vm_host: VmHost, isolated: Isolated,
+         monkeypatch: pytest.MonkeyPatch) -> Iterator[Dlvm]:
+    """The fake Compute API (a DLVM image family; new VMs publish the sandbox's host key)
+    whose VMs are the VM sandbox, with a guest agent pushing metadata keys to its sshd."""
+    vm_host.reset()
+    with FakeCompute(operation_seconds=0.1, boot_seconds=0.3, max_wait_seconds=0.5) as fake, \
+            checked_remote(vm_sandbox) as box, GuestAgent(fake, box), \
+            Teardown.guard(isolated) as guard:
+        fake.add_project(PROJECT)
+        dlvm_images(fake)
+        fake.guest_host_keys = host_key(box)
+        monkeypatch.setenv("REMOTE_RUNTIME_COMPUTE_ENDPOINT", fake.url)
+        yield Dlvm(fake, box, vm_host, guard)

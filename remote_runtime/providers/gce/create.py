@@ -179,10 +179,11 @@ def insert(api: ComputeApi, settings: GCESettings, body: dict[str, Any], *, targ
     try:
         with api.calling("creating the instance", target,
                          passthrough=lambda e: isinstance(e, gexc.Conflict)):
-            op = api.instances.insert_unary(project=api.project, zone=settings.zone,
-                                            instance_resource=resource,
-                                            request_id=str(uuid.uuid4()),
-                                            timeout=api.request_timeout)
+            # A request id makes a retried insert the same insert (the API dedups it).
+            request = compute.InsertInstanceRequest(
+                project=api.project, zone=settings.zone, instance_resource=resource,
+                request_id=str(uuid.uuid4()))
+            op = api.instances.insert_unary(request=request, timeout=api.request_timeout)
     except gexc.Conflict:
         raise CloudError(f"{target} already exists (created meanwhile by someone else?)",
                          hint="run again, or pick another instance name") from None
