@@ -237,14 +237,14 @@ class Sandbox(Resource):
 
 
 def to_yaml(data: dict[str, Any], indent: int = 0) -> str:
-    """Block YAML for nested dicts of str/int/bool (strings double-quoted, JSON-style)."""
+    """Block YAML for nested dicts of str/int/float/bool (strings double-quoted, JSON-style)."""
     lines = []
     for key, value in data.items():
         prefix = " " * indent + f"{key}:"
         if isinstance(value, dict):
             lines.append(prefix)
             lines.append(to_yaml(value, indent + 2).rstrip("\n"))
-        elif isinstance(value, bool | int):
+        elif isinstance(value, bool | int | float):
             lines.append(f"{prefix} {json.dumps(value)}")
         else:
             lines.append(f"{prefix} {json.dumps(str(value))}")

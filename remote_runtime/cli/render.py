@@ -67,7 +67,7 @@ def runtimes(out: Console, source: Path, rows: list[RuntimeStatus]) -> None:
     columns = ("NAME", "KIND", "TARGET", "PORT", "STATE", "UP FOR", "HEALTH",
                *(("IDLE",) if idle else ()), "URL")
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "IDLE")
     for row in rows:
         data = row.to_dict()
         state_text = row.state

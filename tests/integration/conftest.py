@@ -78,11 +78,13 @@ def vm_host(tmp_path_factory: pytest.TempPathFactory) -> VmHost:
 @pytest.fixture(scope="session")
 def vm_sandbox(tmp_path_factory: pytest.TempPathFactory, vm_host: VmHost) -> Iterator[Sandbox]:
     """A second sandbox whose sessions find the stand-ins: on PATH (nvidia-smi) and in
-    REMOTE_RUNTIME_POWEROFF (so an idle stop never reaches this machine's shutdown)."""
+    REMOTE_RUNTIME_POWEROFF (so an idle stop never reaches this machine's shutdown). Its
+    remote cache is its own, as a VM's is (the idle watcher sees the runs of this VM
+    only), but shares the managed envs the other sandbox built."""
     require_netns_sandbox()
-    SANDBOX_REMOTE_CACHE.mkdir(parents=True, exist_ok=True)
     with Sandbox(tmp_path_factory.mktemp("vm-sandbox"), mode="netns",
-                 remote_cache_dir=SANDBOX_REMOTE_CACHE, env=vm_host.env) as box:
+                 remote_cache_dir=vm_host.remote_cache(SANDBOX_REMOTE_CACHE),
+                 env=vm_host.env) as box:
         yield box
 
 

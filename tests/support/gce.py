@@ -62,6 +62,18 @@ class VmHost:
         return {"PATH": f"{self.bin}:{SSHD_PATH}",
                 "REMOTE_RUNTIME_POWEROFF": str(self.bin / "poweroff")}
 
+    def remote_cache(self, shared: Path) -> Path:
+        """A remote cache dir of its own whose managed envs are the shared ones (building
+        one takes minutes; its runs, idle state and logs stay apart)."""
+        cache = self.root / "remote-cache"
+        base = cache / "remote-runtime"
+        base.mkdir(parents=True, mode=0o700, exist_ok=True)
+        envs = shared / "remote-runtime" / "envs"
+        envs.mkdir(parents=True, mode=0o700, exist_ok=True)
+        if not (base / "envs").exists():
+            (base / "envs").symlink_to(envs, target_is_directory=True)
+        return cache
+
     def reset(self) -> None:
         for name in ("driver-installed", "nvidia-smi.calls", "poweroff.log"):
             (self.root / name).unlink(missing_ok=True)
