@@ -294,6 +294,7 @@ class Runtime(Resource):
                 if reason.startswith("idle"):
                     self.ended = f"the VM's agent stopped the server: {reason}"
                     return
+                self._raise_if_preempted()  # a VM going down may stop the server first
                 raise RemoteSetupError(
                     "the remote Jupyter server stopped unexpectedly"
                     + (f" ({reason})" if reason else ""),
@@ -301,7 +302,7 @@ class Runtime(Resource):
             if self.heartbeat is not None and self.heartbeat.lost.is_set():
                 self._connection_lost(self.heartbeat.reason)
 
-    def _connection_lost(self, reason: str) -> NoReturn:
+    def _raise_if_preempted(self) -> None:
         when = self.provider.preempted() if self.provider is not None else None
         if when:
             self._preempted = when
@@ -309,6 +310,9 @@ class Runtime(Resource):
                 f"runtime '{self.profile.name}': its Spot VM was preempted by Compute "
                 f"Engine at {when}",
                 hint=f"start another one: remote-runtime up {self.profile.profile_name}")
+
+    def _connection_lost(self, reason: str) -> NoReturn:
+        self._raise_if_preempted()
         raise SSHError(
             f"lost the SSH connection to {self.profile.name} ({reason})",
             hint="the remote server stops itself when its connection drops",

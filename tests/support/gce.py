@@ -25,6 +25,7 @@ PROJECT, ZONE = "proj-1", "us-central1-a"
 DLVM_PROJECT, DLVM_FAMILY = "deeplearning-platform-release", "common-cu124-ubuntu-2204"
 SSHD_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/games"  # what sshd gives sessions here
 GPU_LINE = "NVIDIA L4, 550.90.07, 23034 MiB"
+GUEST_KEY = "AAAAC3NzaC1lZDI1NTE5AAAAIEd1ZXN0QXR0cmlidXRlSG9zdEtleUZvclRlc3RpbmdYWA=="
 CURRENT_IMAGE = "common-cu124-v20240922-ubuntu-2204-py310"  # the family's, in dlvm_images
 
 NVIDIA_SMI = """#!/bin/sh

@@ -8,7 +8,7 @@ STOPPING/TERMINATED, or is gone when its termination action is DELETE.
 
 from __future__ import annotations
 
-from .api import ComputeApi
+from .api import ComputeApi, compute_module
 
 PREEMPTED = "compute.instances.preempted"
 
@@ -19,10 +19,11 @@ def preempted_at(api: ComputeApi, zone: str, name: str, instance_id: str = "") -
     if instance_id:
         clauses.append(f'targetId = "{instance_id}"')
     target = f"instance '{name}' in project '{api.project}', zone '{zone}'"
+    request = compute_module().ListZoneOperationsRequest(
+        project=api.project, zone=zone, filter=" AND ".join(f"({c})" for c in clauses))
     with api.calling("reading the zone's operations", target):
-        operations = list(api.zone_operations.list(
-            project=api.project, zone=zone, filter=" AND ".join(f"({c})" for c in clauses),
-            timeout=api.request_timeout))
+        operations = list(api.zone_operations.list(request=request,
+                                                   timeout=api.request_timeout))
     times = [str(op.insert_time) for op in operations
              if str(op.target_link).rstrip("/").endswith(f"/instances/{name}")]
     return max(times) if times else None

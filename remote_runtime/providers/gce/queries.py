@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from ...profiles import Profile
 from . import create
-from .api import api_errors, connect, settings_of, target_of
+from .api import api_errors, compute_module, connect, settings_of, target_of
 from .preemption import preempted_at
 
 RUNNING = "RUNNING"
@@ -53,8 +53,9 @@ def leftovers(profile: Profile, environ: Mapping[str, str] | None = None) -> lis
               create.HOST_LABEL: create.machine_label(),
               create.PROFILE_LABEL: create.label_value(profile.profile_name)}
     expression = " AND ".join(f'(labels.{key} = "{value}")' for key, value in wanted.items())
+    request = compute_module().ListInstancesRequest(project=api.project, zone=settings.zone,
+                                                    filter=expression)
     with api.calling("listing the instances it created", f"zone '{settings.zone}'"):
-        found = api.instances.list(project=api.project, zone=settings.zone, filter=expression,
-                                   timeout=api.request_timeout)
+        found = api.instances.list(request=request, timeout=api.request_timeout)
     return sorted(str(i.name) for i in found
                   if all(dict(i.labels).get(k) == v for k, v in wanted.items()))
