@@ -235,13 +235,14 @@ def down(profiles: ProfileSet, name: str, progress: Callable[[str], None]) -> li
     if record is None:
         raise NotRunningError(f"runtime '{name}' is not up")
     done: list[str] = []
-    if record.alive and not _is_cli_process(record.pid, name):
+    owner_runs = record.alive and record.phase != "preempted"  # a preempted one has ended
+    if owner_runs and not _is_cli_process(record.pid, name):
         raise StateError(
             f"runtime '{name}' is held by process {record.pid}, which is not a "
             "remote-runtime command (a script using remote_runtime.api?)",
             hint="stop it in that program; its `with` block tears the runtime down",
         )
-    if record.alive and record.phase != "preempted":
+    if owner_runs:
         progress(f"asking process {record.pid} to tear '{name}' down")
         if procs.stop_pid(record.pid, timeout=STOP_WAIT):
             done.append(f"process {record.pid} tore the runtime down")
