@@ -216,12 +216,13 @@ def _gpu(record: state.Record) -> tuple[bool, str]:
         return False, exc.message
 
 
-def _is_cli_process(pid: int, name: str) -> bool:
-    """Is the owner our CLI (foreground `up`, `run`, a supervisor), which tears down on
-    SIGTERM? A script using `remote_runtime.api` may not."""
+def _is_cli_process(pid: int, profile: Profile) -> bool:
+    """Is the owner our CLI (foreground `up`, `run`, `exec`, a supervisor), which tears down
+    on SIGTERM? A script using `remote_runtime.api` may not. (`up ci` of a {run} profile
+    holds the runtime ci-SUFFIX.)"""
     argv = procs.cmdline(pid)
     ours = any("remote_runtime" in a or "remote-runtime" in a for a in argv)
-    return ours and name in argv
+    return ours and (profile.name in argv or profile.profile_name in argv)
 
 
 def down(profiles: ProfileSet, name: str, progress: Callable[[str], None]) -> list[str]:
@@ -236,7 +237,7 @@ def down(profiles: ProfileSet, name: str, progress: Callable[[str], None]) -> li
         raise NotRunningError(f"runtime '{name}' is not up")
     done: list[str] = []
     owner_runs = record.alive and record.phase != "preempted"  # a preempted one has ended
-    if owner_runs and not _is_cli_process(record.pid, name):
+    if owner_runs and not _is_cli_process(record.pid, profile):
         raise StateError(
             f"runtime '{name}' is held by process {record.pid}, which is not a "
             "remote-runtime command (a script using remote_runtime.api?)",

@@ -27,7 +27,8 @@ from remote_runtime.providers.gce.create import machine_label
 
 
 def test_parallel_runtimes_preemption_and_down_all(dlvm: Dlvm, tmp_path: Path) -> None:
-    create = {"machine_type": "n2-standard-4", "spot": True,
+    create = {"machine_type": "g2-standard-4", "spot": True,
+              "accelerator": {"type": "nvidia-l4", "count": 1},
               "image": {"family": "common-cu124-ubuntu-2204",
                         "project": "deeplearning-platform-release"}}
     profiles = dlvm.profiles(tmp_path / "profiles.yaml", ci=gce_body(
@@ -71,6 +72,10 @@ def test_parallel_runtimes_preemption_and_down_all(dlvm: Dlvm, tmp_path: Path) -
     log = Path(first["log"]).read_text()
     assert "preempted" in log, log
     assert list_json(profiles)[second["name"]]["state"] == "up"
+    healthy = run_cli("status", second["name"], "--json", "--profiles", str(profiles))
+    assert healthy.returncode == 0, describe(healthy)
+    assert json.loads(healthy.stdout)["gpu"] == {
+        "ok": True, "detail": "0: NVIDIA L4 (driver 550.90.07, 23034 MiB)"}
 
     down = run_cli("down", "--all", "--profiles", str(profiles), timeout=300)
     assert down.returncode == 0, describe(down)
