@@ -14,7 +14,16 @@ import sys
 import time
 
 from . import idle as idle_stop
-from .common import alive, emit, port_free, read_state, run_dir, touch, write_json
+from .common import (
+    alive,
+    detach,
+    emit,
+    port_free,
+    read_state,
+    run_dir,
+    touch,
+    write_json,
+)
 
 
 def descendants(pid):
@@ -112,22 +121,13 @@ def monitor(config, directory):
 
 def daemonize(config, directory):
     """Double fork so the monitor outlives the SSH channel that started it."""
-    pid = os.fork()
-    if pid:
-        os.waitpid(pid, 0)
-        return
-    os.setsid()
-    if os.fork():
-        os._exit(0)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: open(os.path.join(directory, "stop"), "w").close())
-    try:
+
+    def run():
+        signal.signal(signal.SIGTERM,
+                      lambda *_: open(os.path.join(directory, "stop"), "w").close())
         monitor(config, directory)
-    finally:
-        os._exit(0)
+
+    detach(run)
 
 
 class StdinLines:

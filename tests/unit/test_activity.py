@@ -4,13 +4,11 @@ client is connected; the planned stop is that plus the idle stop."""
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from support.http import json_server
 
 from remote_runtime import activity
 
@@ -19,25 +17,9 @@ from remote_runtime import activity
 def server() -> Iterator[dict[str, Any]]:
     answers: dict[str, Any] = {"/api/status": {"started": "2030-01-01T00:00:00.000000Z"},
                                "/api/kernels": []}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            ok = self.headers.get("Authorization") == "token t0k"
-            body = json.dumps(answers.get(self.path) if ok else {}).encode()
-            self.send_response(200 if ok else 403)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    answers["port"] = httpd.server_address[1]
-    yield answers
-    httpd.shutdown()
-    httpd.server_close()
+    with json_server(answers, "t0k") as port:
+        answers["port"] = port
+        yield answers
 
 
 def test_idle_since_and_planned_stop(server: dict[str, Any]) -> None:

@@ -9,11 +9,11 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.http import json_server
 
 from remote_runtime.agent import idle
 from remote_runtime.agent.common import base_dir
@@ -27,30 +27,11 @@ def test_parse_time() -> None:
 
 @pytest.fixture
 def kernels_api() -> Iterator[dict[str, Any]]:
-    """GET /api/kernels answering `state["kernels"]`, only with the right token."""
-    state: dict[str, Any] = {"kernels": [], "headers": []}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            state["headers"].append(self.headers.get("Authorization"))
-            ok = self.path == "/api/kernels" and \
-                self.headers.get("Authorization") == "token secret"
-            body = json.dumps(state["kernels"] if ok else {"message": "Forbidden"}).encode()
-            self.send_response(200 if ok else 403)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state["port"] = server.server_address[1]
-    yield state
-    server.shutdown()
-    server.server_close()
+    """GET /api/kernels answering `state["/api/kernels"]`, only with the right token."""
+    state: dict[str, Any] = {"/api/kernels": []}
+    with json_server(state, "secret") as port:
+        state["port"] = port
+        yield state
 
 
 def test_activity_probe(kernels_api: dict[str, Any], tmp_path: Path) -> None:
@@ -58,18 +39,18 @@ def test_activity_probe(kernels_api: dict[str, Any], tmp_path: Path) -> None:
               "token": "secret"}
     activity = idle.Activity(config, str(tmp_path))
     started = activity.active_at
-    kernels_api["kernels"] = [{"execution_state": "idle", "connections": 0,
+    kernels_api["/api/kernels"] = [{"execution_state": "idle", "connections": 0,
                                "last_activity": "2000-01-01T00:00:00.000000Z"}]
     activity.poll()
     record = json.loads((tmp_path / "activity.json").read_text())
     assert record["busy"] == 0 and record["connections"] == 0 and record["kernels"] == 1
     assert record["active_at"] == started  # an old kernel does not move it back
-    kernels_api["kernels"][0].update(execution_state="busy")
+    kernels_api["/api/kernels"][0].update(execution_state="busy")
     activity.next = 0
     activity.poll()
     record = json.loads((tmp_path / "activity.json").read_text())
     assert record["busy"] == 1 and record["active_at"] >= started
-    assert kernels_api["headers"][-1] == "token secret"  # never in the URL
+    assert kernels_api["authorization"][-1] == "token secret"  # never in the URL
     activity.token, activity.next = "wrong", 0
     activity.poll()
     assert "403" in json.loads((tmp_path / "activity.json").read_text())["error"]
