@@ -127,8 +127,8 @@ def _row(profile: Profile, record: state.Record | None, *, check_health: bool,
     when = _preempted_at(profile, record) if record is not None and failing else None
     if record is not None and when:
         row.state, record.ended = "preempted", f"its Spot VM was preempted at {when}"
-    if refresh and profile.gce is not None:
-        row.live_status = _live_status(profile)
+    if refresh and profile.gce is not None and not profile.run_template:
+        row.live_status = _live_status(profile)  # (a template's row has no VM of its own)
     return row
 
 
