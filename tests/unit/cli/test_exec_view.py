@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 from rich.console import Console
 
