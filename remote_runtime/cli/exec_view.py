@@ -1,5 +1,6 @@
 """How `exec` looks: a progress bar per notebook on a terminal, a line per cell in a log
-(CI), and a summary line per notebook at the end."""
+(CI), and a summary line per notebook at the end. Text as written (no markup), as
+everything `render` prints."""
 
 from __future__ import annotations
 
@@ -7,15 +8,16 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .render import text
 
 if TYPE_CHECKING:
     from ..notebooks import ExecReport, Job, NotebookResult
 
-MARKS = {"ok": "[green]ok[/green]", "failed": "[red]FAILED[/red]",
-         "interrupted": "[yellow]interrupted[/yellow]", "error": "[red]ERROR[/red]",
-         "not run": "[dim]not run[/dim]"}
+MARKS = {"ok": ("ok", "green"), "failed": ("FAILED", "red"),
+         "interrupted": ("interrupted", "yellow"), "error": ("ERROR", "red"),
+         "not run": ("not run", "dim")}
 
 
 class ExecView:
@@ -31,7 +33,8 @@ class ExecView:
     def __enter__(self) -> ExecView:
         if self.live:
             self.progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.description}", markup=False), BarColumn(),
+                MofNCompleteColumn(),
                 TextColumn("cells"), TimeElapsedColumn(), console=self.console,
                 transient=False)
             self.progress.start()
@@ -44,18 +47,18 @@ class ExecView:
     def started(self, job: Job, total: int) -> None:
         with self.lock:
             if self.progress is not None:
-                self.tasks[id(job)] = self.progress.add_task(escape(job.name), total=total)
+                self.tasks[id(job)] = self.progress.add_task(job.name, total=total)
             else:
-                self.console.print(f"- {escape(job.name)}: kernel up, {total} cell(s) to run")
+                self.console.print(f"- {job.name}: kernel up, {total} cell(s) to run")
             for note in job.notes:
-                self.console.print(f"[yellow]note:[/yellow] {escape(job.name)}: {escape(note)}")
+                self.console.print(text(("note:", "yellow"), f" {job.name}: {note}"))
 
     def cell_done(self, job: Job, executed: int, total: int) -> None:
         with self.lock:
             if self.progress is not None and id(job) in self.tasks:
                 self.progress.update(self.tasks[id(job)], completed=executed)
             elif self.progress is None:
-                self.console.print(f"- {escape(job.name)}: cell {executed}/{total} done")
+                self.console.print(f"- {job.name}: cell {executed}/{total} done")
 
     def finished(self, result: NotebookResult) -> None:
         with self.lock:
@@ -70,6 +73,6 @@ def summary(out: Console, report: ExecReport) -> None:
     for result in report.results:
         what = f"{result.executed}/{result.total} cells, {result.seconds:.1f}s"
         if result.status not in ("ok", "not run"):
-            what = escape(result.describe().split(": ", 1)[-1])
-        out.print(f"{MARKS.get(result.status, result.status)} {escape(result.job.name)}: "
-                  f"{what} -> {escape(str(result.job.output))}")
+            what = result.describe().split(": ", 1)[-1]
+        out.print(text(MARKS.get(result.status, (result.status, "")),
+                       f" {result.job.name}: {what} -> {result.job.output}"))

@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
     {"jupyter", "profiles"},  # what a runtime is, as data
     {"ssh"},  # one connection
     {"forward", "health", "providers", "server_api", "activity"},  # over a connection; to one
-    {"ports", "remote", "heartbeat", "state"},  # the parts of a runtime
+    {"ports", "remote", "heartbeat", "state", "stops"},  # the parts of a runtime
     {"runtime"},  # the orchestration
     {"command", "supervisor", "control", "notebooks"},  # runtimes in use, across processes
     {"api"},  # the Python API

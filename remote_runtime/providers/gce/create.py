@@ -14,9 +14,9 @@ their deletion.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
-import os
 import re
 import socket
 import time
@@ -51,11 +51,15 @@ def label_value(text: str) -> str:
 def machine_label() -> str:
     """This machine and user, as a label value (a hash: no host name leaks into labels)."""
     try:
-        with open("/etc/machine-id", encoding="ascii") as handle:
+        with open("/etc/machine-id", encoding="ascii") as handle:  # Linux; else the host name
             machine = handle.read().strip()
     except OSError:
         machine = socket.gethostname()
-    return hashlib.sha256(f"{machine}:{os.getuid()}".encode()).hexdigest()[:16]
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = ""
+    return hashlib.sha256(f"{machine}:{user}".encode()).hexdigest()[:16]
 
 
 def new_token() -> str:

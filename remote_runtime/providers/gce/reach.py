@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -13,6 +12,7 @@ from typing import Any
 from ...errors import CloudError
 from ...options import Progress
 from ...profiles import GCESettings
+from ...ssh.streams import command_line
 from . import keys
 from .api import ComputeApi, api_errors, compute_module
 
@@ -81,6 +81,8 @@ def address(instance: Any, settings: GCESettings, project: str, target: str,
                          hint="install the Google Cloud SDK, or set address: internal "
                          "or a proxy_command in the profile")
     progress(f"connecting through IAP (gcloud compute start-iap-tunnel {s.instance})")
-    return s.instance, shlex.join([
+    # As `gcloud compute ssh` does; quoted for how this OS runs ProxyCommands
+    # (on Windows the path of gcloud.cmd, which CreateProcess would not find).
+    return s.instance, command_line([
         "gcloud", "compute", "start-iap-tunnel", s.instance, str(s.ssh_port),
         "--listen-on-stdin", "--zone", s.zone, "--project", project])

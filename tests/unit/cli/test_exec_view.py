@@ -20,8 +20,10 @@ def job(name: str) -> Job:
 
 
 def console(terminal: bool) -> tuple[Console, io.StringIO]:
+    """As render.console() makes them (no markup), writing to a buffer."""
     buffer = io.StringIO()
-    return Console(file=buffer, force_terminal=terminal, width=100, highlight=False), buffer
+    return Console(file=buffer, force_terminal=terminal, width=100, highlight=False,
+                   markup=False, emoji=False), buffer
 
 
 def test_a_progress_bar_per_notebook_on_a_terminal() -> None:
