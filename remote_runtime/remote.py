@@ -238,6 +238,7 @@ class RemoteHost:
         jupyter_argv: list[str],
         allow_root: bool,
         on_disconnect: str,
+        idle_stop_seconds: float | None = None,
     ) -> ServerHandle:
         """Start the server under the agent's monitor; the returned handle's
         process must be kept open (it renews the lease) and stopped with `stop`."""
@@ -259,6 +260,8 @@ class RemoteHost:
             "server_config": jupyter.server_config_py(),
             "lease_seconds": self.settings.lease_seconds,
             "on_disconnect": on_disconnect,
+            # The VM's agent powers it off after this long with nothing running (None: never).
+            "idle_stop_seconds": idle_stop_seconds,
         }
         process = self.session.start(agent_command(self.settings.python, "start"))
         process.write_line(json.dumps(config))

@@ -154,6 +154,8 @@ def supervise(profile: Profile, options: UpOptions, *, relay_prompts: bool = Fal
         runtime.prompter = None  # nobody to ask once `up --detach` has returned
         channel.ready(info)
         keep_alive(runtime, stop, channel.note)
+        if runtime.ended:  # the VM's agent stopped the server (idle): say why in the log
+            channel.note(runtime.ended)
     except RemoteRuntimeError as exc:
         channel.error(exc)
         status = int(exc.exit_code)

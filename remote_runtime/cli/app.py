@@ -77,10 +77,11 @@ def up(
 ) -> None:
     """Start a Colab runtime on NAME and forward it here (until Ctrl-C, or --detach)."""
     loaded = profiles.load(profiles_path)
-    profile = loaded.get(name)
+    profile = loaded.to_start(name)  # a {run} profile: a new runtime PROFILE-SUFFIX
     options = UpOptions(port=port, timeout=timeout, accept_new_host_key=accept_new_host_key)
     if detach:
-        info = supervisor.spawn(name, loaded.path, options, progress, terminal_prompter())
+        info = supervisor.spawn(profile.name, loaded.path, options, progress,
+                                terminal_prompter())
         if as_json:
             out.print_json(json.dumps(info))
         else:
@@ -110,6 +111,8 @@ def _hold_foreground(runtime: Runtime, *, as_json: bool) -> None:
                         render.up(out, data, detached=False)
                     sys.stdout.flush()
                     runtime.wait(stop)
+                    if runtime.ended:
+                        err.print(runtime.ended)
                 except KeyboardInterrupt:
                     err.print()
                     err.print("stopping...")
@@ -155,8 +158,8 @@ def status(
     if as_json:
         out.print_json(json.dumps(row.to_dict()))
     else:
-        render.health_report(out, name, row.health)
-    if not row.health.ok:
+        render.status(out, row)
+    if not row.health.ok or row.gpu_ok is False:
         raise typer.Exit(ExitCode.HEALTH)
 
 
@@ -171,13 +174,16 @@ def down(
         raise UsageError("give a runtime name or --all, not both",
                          hint="see 'remote-runtime down --help'")
     loaded = profiles.load(profiles_path)
+    warnings: list[str] = []
     if all_:
-        results = control.down_all(loaded, progress)
+        results, warnings = control.down_all(loaded, progress)
         if not results:
             out.print("no runtimes are up")
     else:
         assert name is not None
-        results = {name: control.down(loaded, name, progress)}
+        results = control.down_named(loaded, name, progress)
+    for warning in warnings:
+        err.print(render.text(("warning:", "yellow"), f" {warning}"))
     for runtime_name, done in results.items():
         out.print(f"runtime '{runtime_name}' is down")
         for line in done:
@@ -212,12 +218,12 @@ def run_command(
 
     Exits with the command's exit status; teardown happens on every path.
     """
-    profile = profiles.load(profiles_path).get(name)
+    profile = profiles.load(profiles_path).to_start(name)
     options = UpOptions(port=port, timeout=timeout, accept_new_host_key=accept_new_host_key)
     runtime = Runtime(profile, options, progress=progress, prompter=terminal_prompter())
     status_code: int = ExitCode.INTERRUPTED
     try:
-        with interrupts.terminate_as_interrupt(name):
+        with interrupts.terminate_as_interrupt(profile.name):
             try:
                 status_code = command.run(runtime, argv, progress)
             except KeyboardInterrupt:  # before the command started
@@ -225,6 +231,67 @@ def run_command(
     finally:
         _teardown(runtime)
     raise typer.Exit(status_code)
+
+
+@app.command("exec")
+def exec_(
+    name: Annotated[str, typer.Argument(help="Runtime (profile) name.")],
+    notebook_paths: Annotated[list[Path], typer.Argument(
+        metavar="NOTEBOOK...", help="Notebooks to run, in this order.")],
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out-dir", "-o", help="Write the executed notebooks here (default: "
+        "NAME.executed.ipynb beside each).")] = None,
+    parameter: Annotated[list[str] | None, typer.Option(
+        "--parameter", "-p", metavar="KEY=VALUE",
+        help="Inject KEY=VALUE after the cell tagged 'parameters' (repeatable).")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", min=1, help="Seconds each cell may run (default: no limit).")] = None,
+    kernel: Annotated[str | None, typer.Option(
+        "--kernel", help="Kernelspec to run (default: the runtime's default, the "
+        "remote user's Python).")] = None,
+    accept_new_host_key: AcceptOpt = False,
+    profiles_path: ProfilesOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run notebooks cell by cell on NAME (brought up for it, or the one that is up).
+
+    Exits 0 only when every cell ran; a failing cell is named and what ran is written.
+    """
+    from .. import notebooks
+    from .exec_view import ExecView, summary
+
+    profile = profiles.load(profiles_path).to_start(name)  # {run}: a new runtime
+    try:
+        parameters = notebooks.parse_parameters(parameter or [])
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    jobs = notebooks.plan(notebook_paths, out_dir, parameters)
+    record = notebooks.running(profile)
+    runtime = None if record is not None else Runtime(
+        profile, UpOptions(accept_new_host_key=accept_new_host_key), progress=progress,
+        prompter=terminal_prompter())
+    report = None
+    try:
+        owned = runtime.profile.name if runtime is not None else None  # `down` stops it
+        with interrupts.terminate_as_interrupt(owned), ExecView(err) as view, \
+                contextlib.suppress(KeyboardInterrupt):  # before the notebooks ran: no report
+            report = notebooks.on_runtime(jobs, runtime=runtime, record=record, kernel=kernel,
+                                          cell_timeout=timeout, observer=view,
+                                          progress=progress)
+    finally:
+        if runtime is not None:
+            _teardown(runtime)
+    if report is None:
+        raise typer.Exit(ExitCode.INTERRUPTED)
+    if as_json:
+        out.print_json(json.dumps(report.to_dict()))
+    else:
+        summary(out, report)
+    if report.interrupted:
+        raise typer.Exit(ExitCode.INTERRUPTED)
+    failure = report.error()
+    if failure is not None:
+        raise failure
 
 
 @app.command("_supervise", hidden=True)

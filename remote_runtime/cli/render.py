@@ -67,10 +67,25 @@ def _age(since: float) -> str:
     return f"{seconds // 3600}h"
 
 
+def _idle(data: dict[str, Any]) -> str:
+    """"3m, stop ~14:05" for a runtime with an idle stop; "busy" while something runs."""
+    if "idle_seconds" not in data:
+        return ""
+    if data.get("busy") or data.get("connections"):
+        return "busy" if data.get("busy") else "in use"
+    text = _age(time.time() - data["idle_seconds"])
+    if data.get("idle_stop_at"):
+        text += f", stop ~{time.strftime('%H:%M', time.localtime(data['idle_stop_at']))}"
+    return text
+
+
 def runtimes(out: Console, source: Path, rows: list[RuntimeStatus]) -> None:
     table = Table(title=str(source), title_justify="left", box=None, pad_edge=False)
-    for column in ("NAME", "KIND", "TARGET", "PORT", "STATE", "UP FOR", "HEALTH", "URL"):
-        table.add_column(column)
+    idle = any(row.activity is not None for row in rows)
+    columns = ("NAME", "KIND", "TARGET", "PORT", "STATE", "UP FOR", "HEALTH",
+               *(("IDLE",) if idle else ()), "URL")
+    for column in columns:
+        table.add_column(column, no_wrap=column == "IDLE")
     for row in rows:
         data = row.to_dict()
         state_text = row.state
@@ -82,13 +97,26 @@ def runtimes(out: Console, source: Path, rows: list[RuntimeStatus]) -> None:
         if row.health is not None:
             failure = row.health.first_failure
             health_text = "ok" if failure is None else f"failing: {failure.name}"
+        if row.state == "preempted":
+            health_text = data.get("ended", "")
         table.add_row(row.profile.name, row.profile.kind, row.profile.target,
                       str(data.get("port", row.profile.jupyter.port)), state_text,
                       _age(data["since"]) if "since" in data else "", health_text,
-                      data.get("url", ""))
+                      *((_idle(data),) if idle else ()), data.get("url", ""))
     out.print(table)
     if not rows:
         out.print("no profiles yet: see profiles.example.yaml")
+
+
+def status(out: Console, row: RuntimeStatus) -> None:
+    """`status NAME`: the health report, the GPU, the idle time."""
+    assert row.health is not None
+    health_report(out, row.profile.name, row.health)
+    if row.gpu is not None:
+        mark = ("ok  ", "green") if row.gpu_ok else ("FAIL", "red")
+        out.print(text("  ", mark, f" {'gpu':<10} {row.gpu}"))
+    if row.activity is not None:
+        out.print(f"  idle: {_idle(row.to_dict())}")
 
 
 def health_report(out: Console, name: str, report: HealthReport) -> None:
