@@ -49,6 +49,8 @@ class RuntimeStatus:
                 since=record.since,
                 detached=record.detached,
                 reconnects=record.reconnects,
+                stack=record.stack,
+                routes=list(record.routes),
             )
             if show_token:
                 data["token"] = record.token
@@ -77,7 +79,8 @@ def list_runtimes(
     for profile in profiles.profiles.values():
         row = _status_of(profile, records.get(profile.name))
         if check_health and row.state == "up" and row.record is not None:
-            row.health = health.quick_check(row.record.port, row.record.token)
+            row.health = health.quick_check(row.record.port, row.record.token,
+                                            routes=tuple(row.record.routes))
         if refresh and profile.gce is not None:
             row.live_status = _live_status(profile)
         rows.append(row)
@@ -114,7 +117,7 @@ def status(profiles: ProfileSet, name: str) -> RuntimeStatus:
     """Run the full health check now, through the runtime's forwarded port."""
     profile, record = _live_record(profiles, name)
     row = _status_of(profile, record)
-    row.health = health.check(record.port, record.token)
+    row.health = health.check(record.port, record.token, routes=tuple(record.routes))
     return row
 
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import jupyter
+from . import jupyter, stacks
 from .errors import PortInUseError, RemoteSetupError, SSHError
-from .options import Progress
+from .options import Progress, Step
 from .profiles import JupyterSettings
 from .ssh import RemoteProcess, Session, quote
 
@@ -73,14 +73,6 @@ def agent_command(python: str, *args: str) -> str:
     return " ".join(parts)
 
 
-def _requirements() -> dict[str, list[str]]:
-    # The agent picks the set for the remote interpreter's version.
-    return {
-        "requirements": list(jupyter.STACK_REQUIREMENTS),
-        "requirements_py312": list(jupyter.STACK_REQUIREMENTS_PY312),
-    }
-
-
 @dataclass
 class Probe:
     python: str
@@ -90,12 +82,26 @@ class Probe:
     home: str
     base: str
     candidates: list[dict[str, Any]]
-    managed: str | None
     free_ports: list[int]
+    # Only for a Python too old to host the server: the host's usable interpreters.
+    other_pythons: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def is_root(self) -> bool:
         return self.uid == 0
+
+
+@dataclass(frozen=True)
+class ServerStack:
+    """The Jupyter a runtime runs: its argv, its stack (`stacks`), where it came from."""
+
+    jupyter: list[str]
+    stack: str
+    origin: str  # "existing" (found on the host) or "managed" (our env)
+
+    @property
+    def routes(self) -> tuple[str, ...]:
+        return stacks.ROUTES[self.stack]
 
 
 @dataclass
@@ -109,6 +115,27 @@ class ServerHandle:
     log_path: str
     jupyter: list[str]
     process: RemoteProcess | None = field(default=None, repr=False)
+    stack: str = "classic"
+
+
+def _routes_text(stack: str) -> str:
+    names = {stacks.WEBSOCKET: "websocket", stacks.CORS: "direct"}
+    return " and ".join(names[r] for r in stacks.ROUTES[stack]) + " route" + (
+        "s" if len(stacks.ROUTES[stack]) > 1 else "")
+
+
+def _best_python(found: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The interpreter to suggest: the newest with a tested classic set, else the newest."""
+    def key(entry: dict[str, Any]) -> tuple[bool, tuple[int, int]]:
+        version = (int(entry["version"][0]), int(entry["version"][1]))
+        return stacks.lock_for("classic", version) is not None, version
+
+    usable = [e for e in found if tuple(e["version"]) >= stacks.MIN_PYTHON]
+    return max(usable, key=key, default=None)
+
+
+def _where(probe: Probe, choice: stacks.Choice) -> str:
+    return f"{probe.base}/envs/{choice.env_name}, Python {choice.python[0]}.{choice.python[1]}"
 
 
 def _json_line(text: str, what: str) -> dict[str, Any]:
@@ -145,7 +172,6 @@ class RemoteHost:
             "bind_host": self.settings.bind_host,
             "command": self._command_argv(),
             "check_existing": self.settings.env != "managed",
-            **_requirements(),
         }
         result = self.session.run(
             agent_command(self.settings.python, "probe", *map(str, ports)),
@@ -179,33 +205,73 @@ class RemoteHost:
             home=str(answer["home"]),
             base=str(answer["base"]),
             candidates=list(answer["candidates"]),
-            managed=answer.get("managed"),
             free_ports=[int(p) for p in answer["free_ports"]],
+            other_pythons=list(answer.get("other_pythons") or []),
         )
 
-    def ensure_stack(self, probe: Probe, progress: Progress) -> list[str]:
-        """The jupyter argv to run, per `jupyter.env` (auto | existing | managed)."""
-        mode = self.settings.env
-        working = [c for c in probe.candidates if c.get("ok")]
-        if mode in ("existing", "auto") and working:
-            progress(f"using the existing Jupyter at {working[0]['path']}")
-            return list(working[0]["argv"])
+    def ensure_stack(self, probe: Probe, progress: Progress) -> ServerStack:
+        """The Jupyter to run, per `jupyter.env` (auto | existing | managed) and
+        `jupyter.stack` (auto | classic | modern): an existing one that serves Colab
+        (classic preferred), else the managed env."""
+        mode, wanted = self.settings.env, self.settings.stack
+        order = ["classic", "modern"] if wanted == "auto" else [wanted]
+        if mode in ("existing", "auto"):
+            for stack in order:
+                for candidate in probe.candidates:
+                    if stack in candidate.get("stacks", ()):
+                        progress(f"using the existing Jupyter at {candidate['path']} "
+                                 f"({stack} stack: {_routes_text(stack)})")
+                        return ServerStack(list(candidate["argv"]), stack, "existing")
         if mode == "existing":
             reasons = "; ".join(f"{c['path']}: {c.get('reason', '?')}" for c in probe.candidates)
+            what = {"auto": "serve Colab", "classic": "load jupyter_http_over_ws",
+                    "modern": "run a Jupyter Server 2"}[wanted]
             raise RemoteSetupError(
-                "no Jupyter on the remote host can load jupyter_http_over_ws "
-                f"({reasons or 'none found'})",
+                f"no Jupyter on the remote host can {what} ({reasons or 'none found'})",
                 hint="use env: managed (or auto) to let remote-runtime build one, or install "
-                "'" + "' '".join(jupyter.STACK_REQUIREMENTS) + "' there",
+                "'" + "' '".join(stacks.REQUIREMENTS["classic"]) + "' there",
             )
         return self._ensure_managed(probe, progress)
 
-    def _ensure_managed(self, probe: Probe, progress: Progress) -> list[str]:
-        progress("preparing the managed Jupyter environment on the remote host"
-                 + (" (first run: installing packages)" if probe.managed is None else ""))
+    def _choose(self, probe: Probe) -> stacks.Choice:
+        try:
+            return stacks.choose(self.settings.stack, probe.version)
+        except stacks.NoStack as exc:
+            if probe.version >= stacks.MIN_PYTHON:  # classic asked for, none for this Python
+                raise RemoteSetupError(str(exc), hint="set jupyter.stack: auto (or modern) "
+                                       "in the profile") from None
+            major, minor = probe.version
+            reason = (f"Python {major}.{minor} ({probe.python}) cannot host the Jupyter "
+                      f"server: it needs Python {stacks.MIN_PYTHON[0]}.{stacks.MIN_PYTHON[1]} "
+                      "or newer")
+            usable = _best_python(probe.other_pythons)
+            if usable is None:
+                raise RemoteSetupError(
+                    f"{reason}, and none was found on the host",
+                    hint="install python3.8 or newer there (with its venv module) and set "
+                    "jupyter.python to it",
+                ) from None
+            raise RemoteSetupError(
+                f"{reason}; this host has Python {usable['version'][0]}.{usable['version'][1]}:"
+                f" set jupyter.python: {usable['path']} in the profile",
+            ) from None
+
+    def _ensure_managed(self, probe: Probe, progress: Progress) -> ServerStack:
+        choice = self._choose(probe)
+        progress(f"managed Jupyter environment: {choice.reason}")
+        config: dict[str, Any] = {
+            "name": choice.env_name,
+            "enable_extension": choice.stack == "classic",
+            "task": f"installing the {choice.stack} Jupyter stack",
+        }
+        if choice.lock is not None:
+            bootstrap, rest = choice.lock.split()
+            config.update(bootstrap=bootstrap, lock=rest, count=len(choice.lock.pins) - 1)
+        else:
+            config.update(requirements=stacks.requirements(choice.stack, choice.python))
         process = self.session.start(agent_command(self.settings.python, "ensure-managed"))
         try:
-            process.write_line(json.dumps(_requirements()))
+            process.write_line(json.dumps(config))
             while True:
                 line = process.read_line(timeout=INSTALL_TIMEOUT)
                 if line is None:
@@ -215,17 +281,21 @@ class RemoteHost:
                     message = json.loads(line)
                 except ValueError:
                     continue
-                if "progress" in message:
-                    progress(str(message["progress"]))
+                if "step" in message:
+                    step = message["step"]
+                    progress(Step(str(step["task"]), int(step["done"]), int(step["total"]),
+                                  str(step.get("detail", ""))))
+                elif message.get("building"):
+                    progress(f"building it on the remote host ({_where(probe, choice)})")
                 elif "error" in message:
                     raise RemoteSetupError(
                         f"building the managed Jupyter environment failed: {message['error']}",
                         hint="the remote host needs python3-venv and access to a package "
-                        "index (pip honours https_proxy)",
+                        "index (pip honours https_proxy and the host's pip configuration)",
                         details=str(message.get("log", ""))[-1500:] or None,
                     )
                 elif message.get("ok"):
-                    return [str(message["jupyter"])]
+                    return ServerStack([str(message["jupyter"])], choice.stack, "managed")
         finally:
             process.close()
 
@@ -238,6 +308,7 @@ class RemoteHost:
         jupyter_argv: list[str],
         allow_root: bool,
         on_disconnect: str,
+        stack: str = "classic",
     ) -> ServerHandle:
         """Start the server under the agent's monitor; the returned handle's
         process must be kept open (it renews the lease) and stopped with `stop`."""
@@ -248,6 +319,7 @@ class RemoteHost:
             config_file="{config_file}",
             notebook_dir="{notebook_dir}",  # "~" is expanded by the agent, on the remote
             allow_root=allow_root,
+            stack=stack,
         )
         config = {
             "run_id": run_id,
@@ -256,7 +328,7 @@ class RemoteHost:
             "token": token,
             "argv": argv,
             "workdir": self.settings.workdir,
-            "server_config": jupyter.server_config_py(),
+            "server_config": jupyter.server_config_py(stack),
             "lease_seconds": self.settings.lease_seconds,
             "on_disconnect": on_disconnect,
         }
@@ -282,6 +354,7 @@ class RemoteHost:
             log_path=str(answer["log"]),
             jupyter=jupyter_argv,
             process=process,
+            stack=stack,
         )
 
     def attach(self, handle: ServerHandle) -> None:

@@ -40,6 +40,8 @@ class Record:
     reconnects: int = 0
     endpoint: dict[str, Any] = field(default_factory=dict)  # providers.Endpoint.to_dict()
     phase: str = "up"  # "starting" until the health check passes, then "up"
+    stack: str = "classic"  # the server stack, and the Colab routes it serves
+    routes: list[str] = field(default_factory=lambda: ["websocket", "cors"])
     version: int = VERSION
 
     @property

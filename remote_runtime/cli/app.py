@@ -23,6 +23,7 @@ from ..errors import ExitCode, RemoteRuntimeError, UsageError
 from ..options import DEFAULT_TIMEOUT, UpOptions
 from ..runtime import Runtime
 from . import interrupts, render
+from .progress import ProgressView
 
 app = typer.Typer(
     name="remote-runtime",
@@ -51,8 +52,8 @@ AcceptOpt = Annotated[bool, typer.Option(
     "--accept-new-host-key", help="Record an unknown host key (never a changed one).")]
 
 
-def progress(message: str) -> None:
-    err.print(f"[dim]-[/dim] {message}")
+# Every command's progress callback: lines, and an install as one updating bar.
+progress = ProgressView(err)
 
 
 def _passphrase(path: Path) -> str:
@@ -65,6 +66,7 @@ def _prompt_if_tty() -> Any:
 
 def _teardown(runtime: Runtime) -> None:
     """Close the runtime where no signal can cut the teardown short; say what was done."""
+    progress.finish()
     with interrupts.shielded(lambda: err.print("[yellow]tearing down, please wait...[/yellow]")):
         done = runtime.close()
     for line in done:

@@ -11,10 +11,11 @@ from rich.table import Table
 
 from ..control import RuntimeStatus
 from ..health import HealthReport
-from ..jupyter import COLAB_ORIGIN
+from ..jupyter import COLAB_ORIGINS
 
+_HOSTS = " or ".join(origin.removeprefix("https://") for origin in COLAB_ORIGINS)
 BROWSER_HELP = f"""\
-In Colab ({COLAB_ORIGIN}): Connect (top right) > "Connect to a local runtime",
+In Colab ({_HOSTS}): Connect (top right) > "Connect to a local runtime",
 paste the URL above, then Connect.
   Chrome/Edge: when the site asks to "access other apps and services on this device"
     (local network access), click Allow; without it the connection is blocked.
@@ -22,9 +23,24 @@ paste the URL above, then Connect.
   Safari and Brave shields may block the connection to localhost."""
 
 
+_ROUTE_NAMES = {"websocket": "websocket (jupyter_http_over_ws)", "cors": "direct (CORS)"}
+_STACK_NAMES = {"classic": "notebook 6", "modern": "Jupyter Server 2"}
+
+
+def routes_text(routes: list[str] | tuple[str, ...], *, short: bool = False) -> str:
+    """The Colab routes a runtime serves, in words."""
+    if short:
+        return "+".join("direct" if r == "cors" else r for r in routes)
+    names = [_ROUTE_NAMES.get(r, r) for r in routes]
+    return " and ".join(names) + (" routes" if len(names) > 1 else " route only")
+
+
 def up(out: Console, info: dict[str, Any], *, detached: bool) -> None:
     out.print(f"[bold green]Runtime '{info['name']}' is up[/bold green] "
               f"on {info['target']}, port {info['port']} (forwarded to localhost:{info['port']})")
+    stack = info.get("stack", "classic")
+    out.print(f"Serves Colab's {routes_text(info.get('routes', ['websocket', 'cors']))} "
+              f"({stack} stack: {_STACK_NAMES.get(stack, stack)}).")
     for note in info.get("notes", []):
         out.print(f"[yellow]note:[/yellow] {note}")
     out.print()
@@ -64,6 +80,8 @@ def runtimes(out: Console, source: Path, rows: list[RuntimeStatus]) -> None:
         if row.health is not None:
             failure = row.health.first_failure
             health_text = "ok" if failure is None else f"failing: {failure.name}"
+        if "routes" in data:  # the Colab routes it serves
+            health_text += f" ({routes_text(data['routes'], short=True)})"
         table.add_row(row.profile.name, row.profile.kind, row.profile.target,
                       str(data.get("port", row.profile.jupyter.port)), state_text,
                       _age(data["since"]) if "since" in data else "", health_text,
@@ -76,6 +94,7 @@ def runtimes(out: Console, source: Path, rows: list[RuntimeStatus]) -> None:
 def health_report(out: Console, name: str, report: HealthReport) -> None:
     verdict = "[green]healthy[/green]" if report.ok else "[red]unhealthy[/red]"
     out.print(f"runtime '{name}' ({report.url}): {verdict}")
+    out.print(f"  serves Colab's {routes_text(report.routes)}")
     for check in report.checks:
         mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
         out.print(f"  {mark} {check.name:<10} {check.detail}")

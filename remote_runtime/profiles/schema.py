@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ProfileError
+from ..stacks import STACK_CHOICES
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 ENV_MODES = ("auto", "existing", "managed")
@@ -63,6 +64,7 @@ class JupyterSettings:
     port_explicit: bool = False
     command: str | None = None
     env: str = "auto"
+    stack: str = "auto"  # auto | classic | modern (remote_runtime.stacks)
     python: str = "python3"
     workdir: str = "~"
     bind_host: str = "127.0.0.1"
@@ -201,6 +203,7 @@ JUPYTER_SCHEMA: dict[str, tuple[Checker, bool]] = {
     "port": (_port, False),
     "command": (_str, False),
     "env": (_choice(*ENV_MODES), False),
+    "stack": (_choice(*STACK_CHOICES), False),
     "python": (_str, False),
     "workdir": (_str, False),
     "bind_host": (_loopback, False),

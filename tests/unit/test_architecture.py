@@ -25,7 +25,7 @@ PACKAGE = REPO_ROOT / "remote_runtime"
 LAYERS: list[set[str]] = [
     # foundations ("" is the package's own __init__: its version)
     {"", "errors", "options", "paths", "redact", "procs", "lifecycle"},
-    {"jupyter", "profiles"},  # what a runtime is, as data
+    {"jupyter", "stacks", "profiles"},  # what a runtime is, as data
     {"ssh"},  # one connection
     {"forward", "health", "providers"},  # over a connection; to a connection
     {"ports", "remote", "heartbeat", "state"},  # the parts of a runtime
