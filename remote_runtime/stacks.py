@@ -141,7 +141,8 @@ class Choice:
         if self.lock is not None:
             return f"{self.stack}-{version}-{self.lock.digest}"
         unpinned = "\n".join([str(ENV_FORMAT), *requirements(self.stack, self.python)])
-        return f"{self.stack}-{version}-unpinned-{hashlib.sha256(unpinned.encode()).hexdigest()[:12]}"
+        digest = hashlib.sha256(unpinned.encode()).hexdigest()[:12]
+        return f"{self.stack}-{version}-unpinned-{digest}"
 
 
 class NoStack(ValueError):

@@ -104,7 +104,7 @@ def index_files(name: str) -> list[dict[str, object]]:
     request = urllib.request.Request(
         f"{INDEX}/{canonicalize_name(name)}/",
         headers={"Accept": "application/vnd.pypi.simple.v1+json"})
-    with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310 - https PyPI
+    with urllib.request.urlopen(request, timeout=60) as answer:
         return list(json.load(answer)["files"])
 
 
@@ -128,9 +128,8 @@ def usable_on(filename: str, minor: tuple[int, int]) -> bool:
             return True
         if interpreter == f"cp{minor[0]}{minor[1]}" and abi != "abi3":
             return True
-        if abi == "abi3" and interpreter.startswith("cp3"):
-            if (3, int(interpreter[3:])) <= minor:
-                return True
+        if abi == "abi3" and interpreter.startswith("cp3") and (3, int(interpreter[3:])) <= minor:
+            return True
     return False
 
 

@@ -2,7 +2,8 @@
 
 Tests that need a real classic Jupyter with `jupyter_http_over_ws` call
 `stack_venv()`; `stack_venv(stack="modern")` gives a Jupyter Server 2. Both install
-the shipped lock of this Python (`remote_runtime.stacks`), as the managed env does. The venv lives under `$REMOTE_RUNTIME_TEST_CACHE` (or
+the shipped lock of this Python (`remote_runtime.stacks`), as the managed env does.
+The venv lives under `$REMOTE_RUNTIME_TEST_CACHE` (or
 `~/.cache/remote-runtime-tests`) so repeated runs reuse it; a stamp file is
 written only after a complete build, and a file lock keeps concurrent builders
 (pytest-xdist workers, parallel sessions) from racing each other.
