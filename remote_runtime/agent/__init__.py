@@ -13,6 +13,7 @@ standard library. Every answer is one JSON line.
   status RUN        is it running
   logs RUN [-f]     the server log
 
-Modules: `common` (helpers), `stack` (probe, managed env), `server` (monitor,
-lease, stop, logs), `main` (command table).
+Modules: `common` (helpers), `stack` (probe: which Jupyter and Python are there),
+`build` (the managed env, from a lock), `server` (monitor, lease, stop, logs),
+`main` (command table).
 """
