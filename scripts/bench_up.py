@@ -23,6 +23,7 @@ table; phases come from the progress messages.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import re
 import sys
@@ -32,6 +33,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from support.remote import sandbox_profile, write_profiles  # noqa: E402
+
+from remote_runtime import api  # noqa: E402
+from remote_runtime.options import Step  # noqa: E402
+from sandbox import Sandbox  # noqa: E402
 
 PYENV = Path.home() / ".pyenv" / "versions"
 PORT = 20980  # in issue 8's test range; the bench never runs beside the tests
@@ -51,9 +57,6 @@ def interpreters(wanted: list[str]) -> list[tuple[str, Path]]:
 
 
 def timed_up(profiles: Path, marks: dict[str, float]) -> tuple[float, str]:
-    from remote_runtime import api
-    from remote_runtime.options import Step
-
     started = time.monotonic()
 
     def progress(message: str) -> None:
@@ -75,9 +78,6 @@ def timed_up(profiles: Path, marks: dict[str, float]) -> tuple[float, str]:
 
 
 def bench(version: str, python: Path, stack: str) -> dict[str, object]:
-    from sandbox import Sandbox
-    from support.remote import sandbox_profile, write_profiles
-
     with tempfile.TemporaryDirectory(prefix="rr-bench-up-") as tmp:
         work = Path(tmp)
         os.environ["XDG_STATE_HOME"] = str(work / "state")  # this run's state records
@@ -92,7 +92,7 @@ def bench(version: str, python: Path, stack: str) -> dict[str, object]:
     order = ["build", "upgrading pip", "downloading", "installing", "enabling", "ready",
              "server"]
     seen = [(name, cold_marks[name]) for name in order if name in cold_marks]
-    phases = ", ".join(f"{a}->{b} {tb - ta:.1f}s" for (a, ta), (b, tb) in zip(seen, seen[1:]))
+    phases = ", ".join(f"{a}->{b} {tb - ta:.1f}s" for (a, ta), (b, tb) in itertools.pairwise(seen))
     return {"version": version, "stack": chosen, "cold": cold, "warm": warm,
             "install": install, "phases": phases}
 

@@ -1,5 +1,6 @@
 """Which Jupyter can serve Colab here, and the managed env that can."""
 
+import glob
 import json
 import os
 import re
@@ -109,10 +110,14 @@ VERSION_OF = "import sys; print('%d %d' % sys.version_info[:2])"
 
 def other_pythons():
     """Interpreters on this host that could host the server (Python >= 3.8), newest
-    first: python3 and python3.N on PATH and in the usual places. Each is run once
-    (a pyenv shim can name a version that is not there)."""
-    dirs = os.environ.get("PATH", "").split(os.pathsep) + [os.path.expanduser(d)
-                                                           for d in PYTHON_DIRS]
+    first: python3 and python3.N on PATH, in the usual places and in pyenv's versions
+    (by their real paths: a pyenv shim runs whichever version pyenv selects). Each is
+    run once, to be sure."""
+    path = [d for d in os.environ.get("PATH", "").split(os.pathsep)
+            if d and not d.rstrip("/").endswith("/shims")]
+    pyenv = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    dirs = path + [os.path.expanduser(d) for d in PYTHON_DIRS] + sorted(
+        glob.glob(os.path.join(pyenv, "versions", "*", "bin")))
     seen, found = set(), []
     for directory in dirs:
         try:
