@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from . import health, jupyter, ports, providers, redact, ssh, state
+from . import health, jupyter, ports, providers, provision, redact, ssh, state
 from .errors import (
     HealthCheckError,
     RemoteRuntimeError,
@@ -31,7 +31,8 @@ from .heartbeat import Heartbeat
 from .lifecycle import Resource, UndoStack, step
 from .options import Progress, UpOptions, quiet
 from .profiles import Profile
-from .remote import Probe, RemoteHost, ServerHandle, ServerStack
+from .provision import ServerStack
+from .remote import Probe, RemoteHost, ServerHandle
 
 
 @dataclass
@@ -167,7 +168,7 @@ class Runtime(Resource):
         wanted, explicit = self._wanted_port()
         self.progress("checking the remote host")
         probe = self.remote.probe(ports.candidates(wanted, explicit))
-        server_stack = self.remote.ensure_stack(probe, self.progress)
+        server_stack = provision.ensure_stack(self.remote, probe, self.progress)
         return probe, server_stack, wanted, explicit
 
     def _start_server(self, probe: Probe, port: int, server_stack: ServerStack) -> None:

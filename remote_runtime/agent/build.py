@@ -27,8 +27,10 @@ from .common import base_dir, emit
 MIN_PYTHON = (3, 8)  # remote_runtime.stacks.MIN_PYTHON
 DOWNLOADERS = 4  # parallel `pip download`s: index lookups dominate a cold build
 COLLECTING = re.compile(r"^Collecting (\S+?)==(\S+)")
+# Over the host's pip configuration, which otherwise applies (indexes, proxy, certs):
+# no prompts, no download bars, and no `user = true` (it cannot install into a venv).
 PIP_ENV = {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1",
-           "PIP_PROGRESS_BAR": "off", "PYTHONUNBUFFERED": "1"}
+           "PIP_PROGRESS_BAR": "off", "PIP_USER": "0", "PYTHONUNBUFFERED": "1"}
 
 
 def is_built(env):

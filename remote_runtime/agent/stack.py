@@ -62,10 +62,12 @@ def stacks_served(found):
     if (notebook and major_minor(notebook)[0] == 6 and found.get("classic_handlers")
             and found.get("jupyter_http_over_ws") and major_minor(tornado) < (6, 5)):
         stacks.append("classic")
-    elif found.get("jupyter_http_over_ws") or (notebook and major_minor(notebook)[0] == 6):
+    elif notebook or found.get("jupyter_http_over_ws"):
         reasons.append("the classic stack needs notebook 6, jupyter_http_over_ws and tornado "
                        "< 6.5, found notebook %s, tornado %s, jupyter_http_over_ws %s" % (
                            notebook, tornado, found.get("jupyter_http_over_ws")))
+    else:
+        reasons.append("no classic notebook with jupyter_http_over_ws")
     server = found.get("jupyter_server")
     if server and major_minor(server)[0] >= 2:
         stacks.append("modern")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from remote_runtime import remote
+from remote_runtime import provision, remote
 from remote_runtime.errors import RemoteSetupError
 from remote_runtime.options import Step
 from remote_runtime.profiles import JupyterSettings
@@ -58,6 +58,11 @@ def host(answers: list[dict[str, Any]] | None = None, **settings: Any) -> remote
     return remote.RemoteHost(Session(answers or []), JupyterSettings(**settings))  # type: ignore[arg-type]
 
 
+def ensure(found: remote.Probe, progress: Any = lambda _: None,
+           answers: list[dict[str, Any]] | None = None, **settings: Any) -> Any:
+    return provision.ensure_stack(host(answers, **settings), found, progress)
+
+
 CLASSIC = {"path": "/opt/conda/bin/jupyter", "argv": ["/opt/conda/bin/jupyter"], "ok": True,
            "stacks": ["classic", "modern"]}
 MODERN = {"path": "/opt/conda/bin/jupyter", "argv": ["/opt/conda/bin/jupyter"], "ok": True,
@@ -67,21 +72,19 @@ NONE = {"path": "jupyter", "ok": False, "stacks": [], "reason": "not found"}
 
 def test_an_existing_jupyter_is_used_as_it_is() -> None:
     lines: list[str] = []
-    chosen = host(env="auto").ensure_stack(probe((3, 10), candidates=[NONE, CLASSIC]),
-                                           lines.append)
-    assert chosen == remote.ServerStack(["/opt/conda/bin/jupyter"], "classic", "existing")
+    chosen = ensure(probe((3, 10), candidates=[NONE, CLASSIC]), lines.append, env="auto")
+    assert chosen == provision.ServerStack(["/opt/conda/bin/jupyter"], "classic", "existing")
     assert lines == ["using the existing Jupyter at /opt/conda/bin/jupyter "
                      "(classic stack: websocket and direct routes)"]
     # A Deep Learning VM's JupyterLab (Jupyter Server 2, no extension): no install.
-    chosen = host(env="auto").ensure_stack(probe((3, 10), candidates=[MODERN]), lines.append)
+    chosen = ensure(probe((3, 10), candidates=[MODERN]), lines.append, env="auto")
     assert chosen.stack == "modern" and chosen.routes == ("cors",)
-    assert chosen.origin == "existing"
+    assert chosen.source == "existing"
 
 
 def test_stack_classic_never_takes_a_modern_jupyter() -> None:
     with pytest.raises(RemoteSetupError, match="can load jupyter_http_over_ws") as raised:
-        host(env="existing", stack="classic").ensure_stack(
-            probe((3, 10), candidates=[MODERN]), lambda _: None)
+        ensure(probe((3, 10), candidates=[MODERN]), env="existing", stack="classic")
     assert "env: managed" in (raised.value.hint or "")
 
 
@@ -94,8 +97,8 @@ def test_the_managed_build_gets_the_lock_and_reports_counted_steps() -> None:
                {"ok": True, "jupyter": "/c/envs/x/bin/jupyter"}]
     rh = host(answers, env="managed")
     seen: list[str] = []
-    chosen = rh.ensure_stack(probe((3, 11)), seen.append)
-    assert chosen == remote.ServerStack(["/c/envs/x/bin/jupyter"], "classic", "managed")
+    chosen = provision.ensure_stack(rh, probe((3, 11)), seen.append)
+    assert chosen == provision.ServerStack(["/c/envs/x/bin/jupyter"], "classic", "managed")
     sent = rh.session.process.written[0]  # type: ignore[attr-defined]
     assert sent["name"].startswith("classic-py311-") and sent["enable_extension"] is True
     assert sent["bootstrap"].startswith("pip==") and "--hash=sha256:" in sent["lock"]
@@ -110,7 +113,7 @@ def test_a_failed_build_is_one_error_with_pip_s_tail_as_details() -> None:
                 "log": "ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS"}]
     with pytest.raises(RemoteSetupError, match="building the managed Jupyter environment "
                        "failed: -m pip install exited with status 1") as raised:
-        host(answers, env="managed").ensure_stack(probe((3, 11)), lambda _: None)
+        ensure(probe((3, 11)), answers=answers, env="managed")
     assert "DO NOT MATCH THE HASHES" in (raised.value.details or "")
 
 
@@ -120,7 +123,7 @@ def test_too_old_names_the_best_interpreter_on_the_host(version: tuple[int, int]
               {"path": "/opt/py/bin/python3.99", "version": [3, 99]},  # newer, no lock
               {"path": "/usr/local/bin/python3.12", "version": [3, 12]}]
     with pytest.raises(RemoteSetupError) as raised:
-        host(env="managed").ensure_stack(probe(version, others=others), lambda _: None)
+        ensure(probe(version, others=others), env="managed")
     message = raised.value.message
     assert message.startswith(f"Python {version[0]}.{version[1]} (/usr/bin/python"
                               f"{version[0]}.{version[1]}) cannot host the Jupyter server: "
@@ -133,16 +136,16 @@ def test_too_old_names_the_best_interpreter_on_the_host(version: tuple[int, int]
 
 def test_too_old_without_another_python_says_what_to_install() -> None:
     with pytest.raises(RemoteSetupError, match="none was found on the host") as raised:
-        host(env="managed").ensure_stack(probe((3, 6)), lambda _: None)
+        ensure(probe((3, 6)), env="managed")
     assert "python3.8 or newer" in (raised.value.hint or "")
 
 
 def test_a_too_old_python_still_drives_an_existing_jupyter() -> None:
-    chosen = host(env="auto").ensure_stack(probe((3, 6), candidates=[CLASSIC]), lambda _: None)
-    assert chosen.origin == "existing"
+    chosen = ensure(probe((3, 6), candidates=[CLASSIC]), env="auto")
+    assert chosen.source == "existing"
 
 
 def test_stack_classic_on_a_python_without_a_classic_set_is_refused() -> None:
     with pytest.raises(RemoteSetupError, match=r"no tested version set for Python 3\.99") as raised:
-        host(env="managed", stack="classic").ensure_stack(probe((3, 99)), lambda _: None)
+        ensure(probe((3, 99)), env="managed", stack="classic")
     assert "jupyter.stack: auto" in (raised.value.hint or "")
