@@ -27,6 +27,7 @@ import pytest
 from support.cli import UpProcess, assert_one_error_line, describe, list_json, run_cli
 from support.colab_client import ColabClient, ColabError, DirectClient
 from support.env import Isolated
+from support.jupyter_venv import stack_venv
 from support.net import PortRange, port_closed
 from support.procs import cmdline, wait_gone
 from support.remote import remote_server, sandbox_profile, write_profiles
@@ -151,7 +152,8 @@ def test_cold_managed_build_serves_colab_on_every_python(
     server = remote_server(box, port)
     exe = os.path.realpath(f"/proc/{server}/exe")
     assert exe == os.path.realpath(python), (exe, python)
-    with ColabClient(port, token, timeout=60) as colab:
+    # (From Colab's second origin: `up`'s own health check already used both.)
+    with ColabClient(port, token, timeout=60, origin=jupyter.COLAB_ORIGINS[1]) as colab:
         assert colab.diagnose()["extension_version"] == "0.0.7"
         kernel = colab.start_kernel()
         assert colab.execute(kernel, "print(6*7)", timeout=120).strip() == "42"
@@ -224,6 +226,29 @@ def test_modern_stack_serves_the_direct_route_from_both_origins(
     assert "serves Colab's direct (CORS) route only" in text.stdout, describe(text)
     row = list_json(profiles)["sb"]
     assert row["routes"] == ["cors"] and row["health"]["ok"] is True
+    stop(up, box, port, isolated)
+
+
+def test_an_existing_jupyter_server_2_is_used_as_it_is(
+    clean_remote: Sandbox, tmp_path: Path, start_up: StartUp, isolated: Isolated,
+) -> None:
+    """A host whose Jupyter is a Jupyter Server 2 without the extension (a Deep Learning
+    VM's JupyterLab; here the tests' modern stack venv on the shared filesystem) is used
+    as it is with the default env and stack (auto): no install, the direct route."""
+    box, port = clean_remote, PORTS.take()
+    server_venv = stack_venv(stack="modern")
+    jupyter_bin = server_venv / "bin" / "jupyter"
+    profiles = profile_for(tmp_path, box, port, env="auto", command=str(jupyter_bin))
+    up = start_up("sb", "--profiles", str(profiles))
+    _, token = up.wait_ready(BUILD_TIMEOUT)
+    assert f"using the existing Jupyter at {jupyter_bin} (modern stack: direct route)" \
+        in up.stderr, up.describe()
+    assert "installing" not in up.stderr and "managed" not in up.stderr
+    server = remote_server(box, port)
+    assert str(server_venv) in cmdline(server)
+    colab = DirectClient(port, token, origin=jupyter.COLAB_ORIGINS[1], timeout=60)
+    kernel = colab.start_kernel()
+    assert colab.execute(kernel, "print(6*7)", timeout=120).strip() == "42"
     stop(up, box, port, isolated)
 
 

@@ -46,11 +46,13 @@ class ColabError(Exception):
 
 
 class ColabClient:
-    def __init__(self, port: int, token: str, *, host: str = "127.0.0.1", timeout: float = 10.0):
+    def __init__(self, port: int, token: str, *, host: str = "127.0.0.1", timeout: float = 10.0,
+                 origin: str = jupyter.COLAB_ORIGIN):
         self.port = port
         self.token = token
         self.host = host
         self.timeout = timeout
+        self.origin = origin  # the page's origin, on every websocket handshake
         self._ids = itertools.count(1)
         self._stack = ExitStack()
         self._http_ws: websocket.WebSocket | None = None
@@ -63,7 +65,8 @@ class ColabClient:
         return "jupyter_http_over_ws_auth_url=" + urllib.parse.quote(auth_url, safe="")
 
     def _open(self, path: str, stack: ExitStack) -> websocket.WebSocket:
-        return stack.enter_context(health.open_websocket(self.host, self.port, path, self.timeout))
+        return stack.enter_context(
+            health.open_websocket(self.host, self.port, path, self.timeout, origin=self.origin))
 
     def __enter__(self) -> ColabClient:
         return self
