@@ -26,7 +26,7 @@ from .common import base_dir, emit
 
 MIN_PYTHON = (3, 8)  # remote_runtime.stacks.MIN_PYTHON
 DOWNLOADERS = 4  # parallel `pip download`s: index lookups dominate a cold build
-COLLECTING = re.compile(r"^Collecting (\S+?)==(\S+)")
+COLLECTING = re.compile(r"^Collecting (\S+?)(?:==(\S+))?(?: |$)")
 # Over the host's pip configuration, which otherwise applies (indexes, proxy, certs):
 # no prompts, no download bars, and no `user = true` (it cannot install into a venv).
 PIP_ENV = {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1",
@@ -62,9 +62,11 @@ class Steps:
 
 
 def pip_progress(line, steps):
+    """A step per locked package pip collects; unpinned, only the name (no count)."""
     match = COLLECTING.match(line)
     if match:
-        steps.advance("%s %s" % (match.group(1), match.group(2)))
+        name, version = match.group(1), match.group(2)
+        steps.advance("%s %s" % (name, version) if version else name, by=1 if version else 0)
 
 
 class Command:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -170,3 +171,16 @@ def test_server_config_clears_allow_origin_and_compiles(stack: str) -> None:
     compile(source, "config.py", "exec")
     assert f"c.{section}.tornado_settings" in source and "_options_for_allowed_origins_only" \
         in source
+
+
+def test_the_build_counts_a_step_per_locked_package_pip_collects(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    steps = agent_build.Steps("installing", 5)
+    for line in ("Collecting anyio==4.5.2 (from -r /e/.downloads/part-0.txt (line 1))",
+                 "  Downloading anyio-4.5.2-py3-none-any.whl (89 kB)",
+                 "Collecting tornado>=6.2 (from jupyter_server<3,>=2)",  # unpinned: no step
+                 "Saved /e/.downloads/anyio-4.5.2-py3-none-any.whl"):
+        agent_build.pip_progress(line, steps)
+    sent = [json.loads(line)["step"] for line in capsys.readouterr().out.splitlines()]
+    assert [(s["done"], s["detail"]) for s in sent] == [(1, "anyio 4.5.2"), (1, "tornado>=6.2")]
