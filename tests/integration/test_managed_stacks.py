@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from support.cli import UpProcess, assert_one_error_line, describe, list_json, run_cli
 from support.colab_client import ColabClient, ColabError, DirectClient
-from support.env import Isolated
+from support.env import Isolated, require_netns_sandbox, unavailable
 from support.jupyter_venv import stack_venv
 from support.net import PortRange, port_closed
 from support.procs import cmdline, wait_gone
@@ -72,6 +72,7 @@ def minor_of(python: Path) -> tuple[int, int]:
 @pytest.fixture
 def fresh_remote(tmp_path: Path) -> Iterator[Sandbox]:
     """A remote host on first contact: its own sandbox, an empty remote cache dir."""
+    require_netns_sandbox()
     with Sandbox(tmp_path / "box", mode="netns",
                  remote_cache_dir=tmp_path / "remote-cache") as box:
         try:
@@ -119,6 +120,12 @@ def stop(up: UpProcess, box: Sandbox, port: int, isolated: Isolated) -> None:
 
 
 # --- every Python that can host the server: cold, locked, through the websocket route -------
+
+
+def test_this_machine_has_pythons_to_build_on() -> None:
+    """The tests below are one per interpreter found: none found is no test at all."""
+    if not HOSTING or not TOO_OLD:
+        unavailable(f"no CPython 3.8+ and 3.6/3.7 under {PYENV} to build the managed env on")
 
 
 @pytest.mark.parametrize("python", HOSTING)
