@@ -91,14 +91,14 @@ class Runtime(Resource):
         options: UpOptions | None = None,
         *,
         progress: Progress = quiet,
-        passphrase_prompt: ssh.PassphrasePrompt | None = None,
+        prompter: ssh.Prompter | None = None,
         detached: bool = False,
         log_path: str = "",
     ):
         self.profile = profile
         self.options = options or UpOptions()
         self.progress = progress
-        self.passphrase_prompt = passphrase_prompt
+        self.prompter = prompter
         self.detached = detached
         self.on_disconnect = "lease" if detached else "stop"
         self.log_path = log_path
@@ -157,7 +157,7 @@ class Runtime(Resource):
         self.session = ssh.connect(
             endpoint,
             accept_new_host_key=self.options.accept_new_host_key,
-            passphrase_prompt=self.passphrase_prompt,
+            prompter=self.prompter,
             progress=self.progress,
         )
         self._undo.push(step("closed the SSH connection", self._close_session))
@@ -331,7 +331,7 @@ class Runtime(Resource):
         if self.session is not None:
             self.session.close()
         session = ssh.connect(self.endpoint, accept_new_host_key=False,
-                              passphrase_prompt=self.passphrase_prompt)
+                              prompter=self.prompter)
         try:
             remote = RemoteHost(session, self.profile.jupyter)
             remote.attach(self.server)

@@ -8,22 +8,21 @@ line and an exit status.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from .. import __version__, command, control, profiles, supervisor
+from .. import __version__, command, control, paths, profiles, supervisor
 from ..errors import ExitCode, RemoteRuntimeError, UsageError
 from ..options import DEFAULT_TIMEOUT, UpOptions
 from ..runtime import Runtime
 from . import interrupts, render
 from .progress import ProgressView
+from .prompts import terminal_prompter
 
 app = typer.Typer(
     name="remote-runtime",
@@ -35,13 +34,13 @@ app = typer.Typer(
 profiles_app = typer.Typer(help="Inspect and validate the profiles file.", no_args_is_help=True)
 app.add_typer(profiles_app, name="profiles")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = render.console()
+err = render.console(stderr=True)
 
 ProfilesOpt = Annotated[
     Path | None,
     typer.Option("--profiles", help="Profiles file (default: $REMOTE_RUNTIME_PROFILES, "
-                 "then ~/.config/remote-runtime/profiles.yaml).", show_default=False),
+                 f"then {paths.default_profiles_file()}).", show_default=False),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 PortOpt = Annotated[int | None, typer.Option(
@@ -53,24 +52,17 @@ AcceptOpt = Annotated[bool, typer.Option(
 
 
 # Every command's progress callback: lines, and an install as one updating bar.
-progress = ProgressView(err)
-
-
-def _passphrase(path: Path) -> str:
-    return getpass.getpass(f"passphrase for {path}: ")
-
-
-def _prompt_if_tty() -> Any:
-    return _passphrase if sys.stdin.isatty() else None
+progress = ProgressView(lambda: err)
 
 
 def _teardown(runtime: Runtime) -> None:
     """Close the runtime where no signal can cut the teardown short; say what was done."""
     progress.finish()
-    with interrupts.shielded(lambda: err.print("[yellow]tearing down, please wait...[/yellow]")):
+    with interrupts.shielded(
+            lambda: err.print(render.text(("tearing down, please wait...", "yellow")))):
         done = runtime.close()
     for line in done:
-        err.print(f"[dim]-[/dim] {line}")
+        progress(line)
 
 
 @app.command()
@@ -90,23 +82,24 @@ def up(
     profile = loaded.get(name)
     options = UpOptions(port=port, timeout=timeout, accept_new_host_key=accept_new_host_key)
     if detach:
-        info = supervisor.spawn(name, loaded.path, options, progress)
+        info = supervisor.spawn(name, loaded.path, options, progress, terminal_prompter())
         if as_json:
             out.print_json(json.dumps(info))
         else:
             render.up(out, info, detached=True)
         return
-    runtime = Runtime(profile, options, progress=progress, passphrase_prompt=_prompt_if_tty())
+    runtime = Runtime(profile, options, progress=progress, prompter=terminal_prompter())
     _hold_foreground(runtime, as_json=as_json)
 
 
 def _hold_foreground(runtime: Runtime, *, as_json: bool) -> None:
-    """Start, print the URL, wait for Ctrl-C/SIGTERM/SIGHUP or a failure; always tear down."""
+    """Start, print the URL, wait for Ctrl-C (or another stopping signal, or `down`) or a
+    failure; always tear down."""
     stop = threading.Event()
     failure: RemoteRuntimeError | None = None
     interrupted_early = False
     try:
-        with interrupts.terminate_as_interrupt():
+        with interrupts.terminate_as_interrupt(runtime.profile.name):
             try:
                 data = runtime.start().to_dict(show_token=True)
             except KeyboardInterrupt:
@@ -149,7 +142,7 @@ def list_(
     else:
         render.runtimes(out, loaded.path, rows)
     for problem in problems:
-        err.print(f"[yellow]warning:[/yellow] {problem}")
+        err.print(render.text(("warning:", "yellow"), f" {problem}"))
 
 
 @app.command()
@@ -190,7 +183,7 @@ def down(
     for runtime_name, done in results.items():
         out.print(f"runtime '{runtime_name}' is down")
         for line in done:
-            err.print(f"[dim]-[/dim] {line}")
+            progress(line)
 
 
 @app.command()
@@ -204,7 +197,7 @@ def logs(
     """Show the remote Jupyter server's log (the token is hidden)."""
     with contextlib.suppress(KeyboardInterrupt):  # the way to end --follow
         control.logs(profiles.load(profiles_path), name, follow=follow, lines=lines,
-                     write=lambda line: out.print(line, markup=False, highlight=False))
+                     write=out.print)
 
 
 @app.command("run")
@@ -223,10 +216,10 @@ def run_command(
     """
     profile = profiles.load(profiles_path).get(name)
     options = UpOptions(port=port, timeout=timeout, accept_new_host_key=accept_new_host_key)
-    runtime = Runtime(profile, options, progress=progress, passphrase_prompt=_prompt_if_tty())
+    runtime = Runtime(profile, options, progress=progress, prompter=terminal_prompter())
     status_code: int = ExitCode.INTERRUPTED
     try:
-        with interrupts.terminate_as_interrupt():
+        with interrupts.terminate_as_interrupt(name):
             try:
                 status_code = command.run(runtime, argv, progress)
             except KeyboardInterrupt:  # before the command started
@@ -241,10 +234,12 @@ def supervise_(
     name: str,
     options: Annotated[str, typer.Option("--options", help="UpOptions as JSON.")] = "{}",
     profiles_path: ProfilesOpt = None,
+    relay_prompts: Annotated[bool, typer.Option("--relay-prompts")] = False,
 ) -> None:
     """Internal: the background supervisor of a detached runtime."""
     profile = profiles.load(profiles_path).get(name)
-    raise typer.Exit(supervisor.supervise(profile, UpOptions.from_json(options)))
+    raise typer.Exit(supervisor.supervise(profile, UpOptions.from_json(options),
+                                          relay_prompts=relay_prompts))
 
 
 @profiles_app.command("check")
@@ -254,10 +249,24 @@ def profiles_check(profiles_path: ProfilesOpt = None) -> None:
     result, problems = profiles.validate(source)
     if problems:
         for problem in problems:
-            err.print(f"[red]error:[/red] {problem}")
+            err.print(render.text(("error:", "red"), f" {problem}"))
         raise typer.Exit(ExitCode.PROFILE)
     names = ", ".join(result.profiles) or "none"
     out.print(f"{source}: {len(result.profiles)} profile(s) OK ({names})")
+
+
+@profiles_app.command("show")
+def profiles_show(
+    name: Annotated[str, typer.Argument(help="Profile name.")],
+    profiles_path: ProfilesOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the effective SSH connection, resolved as OpenSSH would (no connection made)."""
+    connection = control.show_profile(profiles.load(profiles_path), name)
+    if as_json:
+        out.print_json(json.dumps(connection.to_dict()))
+    else:
+        render.connection(out, connection)
 
 
 @app.callback(invoke_without_command=True)

@@ -2,10 +2,13 @@
 `options.Step`) as a single bar that updates in place.
 
 On a terminal the bar redraws itself; elsewhere (a log, CI) rich prints it once,
-finished, so a build leaves one line there instead of one per package.
+finished, so a build leaves one line there instead of one per package. Like every
+message of the CLI, nothing here is parsed as markup (`render.text`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.progress import (
@@ -18,13 +21,15 @@ from rich.progress import (
 )
 
 from ..options import Step
+from .render import text
 
 
 class ProgressView:
-    """A progress callback (`options.Progress`) that draws on `console`."""
+    """A progress callback (`options.Progress`) that draws on `console` (or on what a
+    function returns, looked up at each message: the CLI's `err` can be swapped)."""
 
-    def __init__(self, console: Console) -> None:
-        self.console = console
+    def __init__(self, console: Console | Callable[[], Console]) -> None:
+        self._console = console if callable(console) else (lambda: console)
         self._bar: Progress | None = None
         self._task: TaskID | None = None
         self._name = ""
@@ -34,18 +39,19 @@ class ProgressView:
             self._step(message)
             return
         self.finish()
-        self.console.print(f"[dim]-[/dim] {message}", markup=True, highlight=False)
+        self._console().print(text(("-", "dim"), f" {message}"))
 
     def _step(self, step: Step) -> None:
         if self._bar is None or step.task != self._name:
             self.finish()
             self._bar = Progress(
-                TextColumn("[dim]-[/dim] {task.description}"),
+                TextColumn("-", style="dim"),
+                TextColumn("{task.description}", markup=False),
                 BarColumn(bar_width=30),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
-                TextColumn("[dim]{task.fields[detail]}[/dim]"),
-                console=self.console,
+                TextColumn("{task.fields[detail]}", style="dim", markup=False),
+                console=self._console(),
                 refresh_per_second=4,
             )
             self._bar.start()

@@ -1,4 +1,9 @@
-"""Text renderings of the core's results; `--json` prints their to_dict() instead."""
+"""Text renderings of the core's results; `--json` prints their to_dict() instead.
+
+Every message is printed as text, never parsed as rich markup: the consoles are
+made with `console()`, and styles are applied to pieces with `text()`, so
+`[gce]`, `[host]:port` or `[::1]` in a message reach the terminal as written.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,12 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ..control import RuntimeStatus
 from ..health import HealthReport
 from ..jupyter import COLAB_ORIGINS
+from ..ssh import Connection
 
 _HOSTS = " or ".join(origin.removeprefix("https://") for origin in COLAB_ORIGINS)
 BROWSER_HELP = f"""\
@@ -21,6 +28,16 @@ paste the URL above, then Connect.
     (local network access), click Allow; without it the connection is blocked.
   Firefox: in about:config set network.websocket.allowInsecureFromHTTPS to true.
   Safari and Brave shields may block the connection to localhost."""
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A console that prints text as it is: no markup, no emoji codes, no highlighting."""
+    return Console(stderr=stderr, markup=False, emoji=False, highlight=False, soft_wrap=True)
+
+
+def text(*parts: str | tuple[str, str]) -> Text:
+    """Plain strings and (string, style) pairs joined into one line, none parsed as markup."""
+    return Text.assemble(*parts)
 
 
 _ROUTE_NAMES = {"websocket": "websocket (jupyter_http_over_ws)", "cors": "direct (CORS)"}
@@ -36,15 +53,16 @@ def routes_text(routes: list[str] | tuple[str, ...], *, short: bool = False) -> 
 
 
 def up(out: Console, info: dict[str, Any], *, detached: bool) -> None:
-    out.print(f"[bold green]Runtime '{info['name']}' is up[/bold green] "
-              f"on {info['target']}, port {info['port']} (forwarded to localhost:{info['port']})")
+    out.print(text((f"Runtime '{info['name']}' is up", "bold green"),
+                   f" on {info['target']}, port {info['port']} "
+                   f"(forwarded to localhost:{info['port']})"))
     stack = info.get("stack", "classic")
     out.print(f"Serves Colab's {routes_text(info.get('routes', ['websocket', 'cors']))} "
               f"({stack} stack: {_STACK_NAMES.get(stack, stack)}).")
     for note in info.get("notes", []):
-        out.print(f"[yellow]note:[/yellow] {note}")
+        out.print(text(("note:", "yellow"), f" {note}"))
     out.print()
-    out.print(f"  [bold]{info['url']}[/bold]")
+    out.print(text("  ", (str(info["url"]), "bold")))
     out.print()
     out.print(BROWSER_HELP)
     out.print()
@@ -92,9 +110,46 @@ def runtimes(out: Console, source: Path, rows: list[RuntimeStatus]) -> None:
 
 
 def health_report(out: Console, name: str, report: HealthReport) -> None:
-    verdict = "[green]healthy[/green]" if report.ok else "[red]unhealthy[/red]"
-    out.print(f"runtime '{name}' ({report.url}): {verdict}")
+    verdict = ("healthy", "green") if report.ok else ("unhealthy", "red")
+    out.print(text(f"runtime '{name}' ({report.url}): ", verdict))
     out.print(f"  serves Colab's {routes_text(report.routes)}")
     for check in report.checks:
-        mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
-        out.print(f"  {mark} {check.name:<10} {check.detail}")
+        mark = ("ok  ", "green") if check.ok else ("FAIL", "red")
+        out.print(text("  ", mark, f" {check.name:<10} {check.detail}"))
+
+
+def connection(out: Console, conn: Connection) -> None:
+    """`profiles show`: the route hop by hop, keys in the order offered, host-key files."""
+    def line(label: str, value: object) -> None:
+        out.print(f"  {label:<19} {value}")
+
+    out.print(text((conn.name, "bold"), f" (resolved by {conn.source})"))
+    target = conn.target
+    if target is not None:
+        line("hostname", target.hostname)
+        line("port", target.port)
+        line("user", target.user)
+    for number, key in enumerate(conn.identity_files, start=1):
+        detail = (key.key_type or "present") if key.exists else "absent"
+        mark = ", the profile's" if key.from_profile else ""
+        line("identity file" if number == 1 else "", f"{number}. {key.path} ({detail}{mark})")
+    for cert in conn.certificate_files:
+        line("certificate", f"{cert.path} ({'present' if cert.exists else 'absent'})")
+    if conn.route:
+        line("agent", conn.agent)
+        line("identities only", "yes" if conn.identities_only else "no")
+        line("authentication", ", ".join(conn.auth_methods) +
+             (" (BatchMode: no prompts)" if conn.batch_mode else ""))
+    for number, hop in enumerate(conn.route, start=1):
+        label = "route" if number == 1 else ""
+        line(label, f"{number}. {hop.user}@{hop.hostname}:{hop.port} ({hop.name}), {hop.via}")
+        line("", f"   host key checked as {hop.host_key_name} in "
+             f"{', '.join(hop.known_hosts) or 'no user file'}")
+        record = hop.records_to or "nowhere (UserKnownHostsFile none)"
+        line("", f"   StrictHostKeyChecking {hop.strict_host_key_checking}; "
+             f"a new host key is recorded in {record}")
+    if conn.route:
+        line("global known_hosts", ", ".join(conn.global_known_hosts) or "none")
+        line("hash known_hosts", "yes" if conn.hash_known_hosts else "no")
+    for note in conn.notes:
+        out.print(text(("note:", "yellow"), f" {note}"))
