@@ -15,11 +15,17 @@ Protocol (jupyter_http_over_ws 0.0.8, handlers.py):
   relays a websocket to `ws://<Host header>/<path>` with the same cookies.
 - Only the Origin is checked on the websocket handshakes themselves; the token
   matters through the auth URL.
+
+`DirectClient` is Colab's newer direct route (2025+), the only one a modern Jupyter
+Server serves: plain HTTP from the Colab origin with the token, a CORS preflight
+before anything a browser would preflight (checked the way a browser checks it),
+and the kernel's websocket opened straight at `/api/kernels/<id>/channels`.
 """
 
 from __future__ import annotations
 
 import base64
+import http.client
 import itertools
 import json
 import time
@@ -40,11 +46,13 @@ class ColabError(Exception):
 
 
 class ColabClient:
-    def __init__(self, port: int, token: str, *, host: str = "127.0.0.1", timeout: float = 10.0):
+    def __init__(self, port: int, token: str, *, host: str = "127.0.0.1", timeout: float = 10.0,
+                 origin: str = jupyter.COLAB_ORIGIN):
         self.port = port
         self.token = token
         self.host = host
         self.timeout = timeout
+        self.origin = origin  # the page's origin, on every websocket handshake
         self._ids = itertools.count(1)
         self._stack = ExitStack()
         self._http_ws: websocket.WebSocket | None = None
@@ -57,7 +65,8 @@ class ColabClient:
         return "jupyter_http_over_ws_auth_url=" + urllib.parse.quote(auth_url, safe="")
 
     def _open(self, path: str, stack: ExitStack) -> websocket.WebSocket:
-        return stack.enter_context(health.open_websocket(self.host, self.port, path, self.timeout))
+        return stack.enter_context(
+            health.open_websocket(self.host, self.port, path, self.timeout, origin=self.origin))
 
     def __enter__(self) -> ColabClient:
         return self
@@ -139,51 +148,148 @@ class ColabClient:
         )
         with ExitStack() as stack:
             ws = self._open(path, stack)
-            msg_id = uuid.uuid4().hex
-            ws.send(json.dumps(self._execute_request(msg_id, code)))
-            out: list[str] = []
-            while True:
-                ws.settimeout(_remaining(deadline, "execute"))
-                raw = ws.recv()
-                if not isinstance(raw, str):
-                    continue  # binary frames carry buffers, not output
-                msg = json.loads(raw)
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                if msg.get("channel") != "iopub":
-                    continue
-                kind, content = msg["msg_type"], msg["content"]
-                if kind == "stream" and content.get("name") == "stdout":
-                    out.append(content["text"])
-                elif kind == "execute_result":
-                    out.append(content["data"].get("text/plain", "") + "\n")
-                elif kind == "error":
-                    raise ColabError(f"{content['ename']}: {content['evalue']}")
-                elif kind == "status" and content.get("execution_state") == "idle":
-                    return "".join(out)
+            return run_code(ws, self._session, code, deadline)
 
-    def _execute_request(self, msg_id: str, code: str) -> dict[str, Any]:
-        return {
-            "header": {
-                "msg_id": msg_id,
-                "username": "colab",
-                "session": self._session,
-                "msg_type": "execute_request",
-                "version": "5.3",
-            },
-            "parent_header": {},
-            "metadata": {},
-            "content": {
-                "code": code,
-                "silent": False,
-                "store_history": True,
-                "user_expressions": {},
-                "allow_stdin": False,
-                "stop_on_error": True,
-            },
-            "channel": "shell",
-            "buffers": [],
-        }
+
+def run_code(ws: websocket.WebSocket, session: str, code: str, deadline: float) -> str:
+    """Send one execute_request on a kernel channels websocket; return its stdout (and
+    the text of an execute_result, as a notebook cell would show it)."""
+    msg_id = uuid.uuid4().hex
+    ws.send(json.dumps(_execute_request(session, msg_id, code)))
+    out: list[str] = []
+    while True:
+        ws.settimeout(_remaining(deadline, "execute"))
+        raw = ws.recv()
+        if not isinstance(raw, str):
+            continue  # binary frames carry buffers, not output
+        msg = json.loads(raw)
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        if msg.get("channel") != "iopub":
+            continue
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "stream" and content.get("name") == "stdout":
+            out.append(content["text"])
+        elif kind == "execute_result":
+            out.append(content["data"].get("text/plain", "") + "\n")
+        elif kind == "error":
+            raise ColabError(f"{content['ename']}: {content['evalue']}")
+        elif kind == "status" and content.get("execution_state") == "idle":
+            return "".join(out)
+
+
+def _execute_request(session: str, msg_id: str, code: str) -> dict[str, Any]:
+    return {
+        "header": {
+            "msg_id": msg_id,
+            "username": "colab",
+            "session": session,
+            "msg_type": "execute_request",
+            "version": "5.3",
+        },
+        "parent_header": {},
+        "metadata": {},
+        "content": {
+            "code": code,
+            "silent": False,
+            "store_history": True,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        },
+        "channel": "shell",
+        "buffers": [],
+    }
+
+
+class DirectClient:
+    """Colab's direct route: CORS requests from `origin` with the token, checked as a
+    browser checks them (a missing grant is a ColabError: the browser would block)."""
+
+    def __init__(self, port: int, token: str, *, host: str = "127.0.0.1",
+                 origin: str = jupyter.COLAB_ORIGIN, timeout: float = 10.0):
+        self.port = port
+        self.token = token
+        self.host = host
+        self.origin = origin
+        self.timeout = timeout
+        self._session = uuid.uuid4().hex
+
+    def __enter__(self) -> DirectClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def raw(self, method: str, path: str, headers: dict[str, str],
+            body: bytes | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
+        """One request from the page's origin, nothing checked."""
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            conn.request(method, path, body=body, headers={
+                "Host": f"localhost:{self.port}", "Origin": self.origin, **headers})
+            resp = conn.getresponse()
+            return resp.status, resp.headers, resp.read()
+        finally:
+            conn.close()
+
+    def _granted(self, headers: http.client.HTTPMessage, what: str) -> None:
+        allowed = headers.get("Access-Control-Allow-Origin")
+        if allowed != self.origin:
+            raise ColabError(f"{what}: Access-Control-Allow-Origin is {allowed!r}, "
+                             f"not {self.origin}: the browser blocks it")
+        if (headers.get("Access-Control-Allow-Credentials") or "").lower() != "true":
+            raise ColabError(f"{what}: no Access-Control-Allow-Credentials: the browser "
+                             "blocks it")
+
+    def preflight(self, method: str, path: str) -> http.client.HTTPMessage:
+        """The browser's OPTIONS before a request with the Authorization header."""
+        status, headers, _ = self.raw("OPTIONS", path, {
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": "authorization,content-type",
+            "Access-Control-Request-Private-Network": "true",
+        })
+        what = f"preflight of {method} {path} from {self.origin}"
+        if not 200 <= status < 300:
+            raise ColabError(f"{what} answered {status}")
+        self._granted(headers, what)
+        if (headers.get("Access-Control-Allow-Private-Network") or "").lower() != "true":
+            raise ColabError(f"{what}: no Access-Control-Allow-Private-Network")
+        methods = (headers.get("Access-Control-Allow-Methods") or "").upper()
+        if method not in [m.strip() for m in methods.split(",")]:
+            raise ColabError(f"{what}: {method} is not among the allowed methods {methods!r}")
+        return headers
+
+    def request(self, method: str, path: str,
+                body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+        """One request as the Colab page sends it: preflighted, with the token."""
+        self.preflight(method, path)
+        headers = {"Authorization": f"token {self.token}"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        status, answer, data = self.raw(method, path, headers, body)
+        self._granted(answer, f"{method} {path} from {self.origin}")
+        return status, dict(answer.items()), data
+
+    def start_kernel(self, name: str = "python3") -> str:
+        status, _, body = self.request("POST", "/api/kernels", json.dumps({"name": name}).encode())
+        if status != 201:
+            raise ColabError(f"POST /api/kernels answered {status}: {body[:200]!r}")
+        return str(json.loads(body)["id"])
+
+    def shutdown_kernel(self, kernel_id: str) -> None:
+        status, _, body = self.request("DELETE", f"/api/kernels/{kernel_id}")
+        if status != 204:
+            raise ColabError(f"DELETE /api/kernels/{kernel_id} answered {status}: {body[:200]!r}")
+
+    def execute(self, kernel_id: str, code: str, timeout: float = 30) -> str:
+        """Run `code` over the kernel's own websocket, opened from the Colab origin."""
+        deadline = time.monotonic() + timeout
+        path = (f"/api/kernels/{kernel_id}/channels?session_id={self._session}"
+                f"&token={self.token}")
+        with health.open_websocket(self.host, self.port, path, self.timeout,
+                                   origin=self.origin) as ws:
+            return run_code(ws, self._session, code, deadline)
 
 
 def _remaining(deadline: float, what: str) -> float:
