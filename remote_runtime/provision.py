@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from . import stacks
+from . import container, stacks
 from .errors import RemoteSetupError
 from .options import Progress, Step
 from .remote import Probe, RemoteHost, agent_command
@@ -24,9 +24,10 @@ INSTALL_TIMEOUT = 900.0  # seconds without a word from the build
 class ServerStack:
     """The Jupyter a runtime runs: its argv, its stack (`stacks`), where it came from."""
 
-    jupyter: list[str]
+    jupyter: list[str]  # Jupyter's argv; for the colab-image stack, the image
     stack: str
-    source: str  # "existing" (found on the host) or "managed" (our env)
+    source: str  # "existing" (found on the host), "managed" (our env) or "image"
+    container: container.Plan | None = None  # the colab-image stack's container
 
     @property
     def routes(self) -> tuple[str, ...]:
@@ -36,8 +37,11 @@ class ServerStack:
 def ensure_stack(host: RemoteHost, probe: Probe, progress: Progress) -> ServerStack:
     """The Jupyter to run, per `jupyter.env` (auto | existing | managed) and
     `jupyter.stack` (auto | classic | modern): an existing one that serves Colab
-    (classic preferred), else the managed env."""
+    (classic preferred), else the managed env; or Colab's image (stack colab-image)."""
     mode, wanted = host.settings.env, host.settings.stack
+    if wanted == stacks.COLAB_IMAGE:
+        plan = container.prepare(host, progress)
+        return ServerStack([plan.image], wanted, "image", plan)
     order = ["classic", "modern"] if wanted == "auto" else [wanted]
     if mode in ("existing", "auto"):
         for stack in order:

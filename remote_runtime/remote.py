@@ -185,9 +185,12 @@ class RemoteHost:
         on_disconnect: str,
         idle_stop_seconds: float | None = None,
         stack: str = "classic",
+        launch: dict[str, Any] | None = None,
     ) -> ServerHandle:
         """Start the server under the agent's monitor; the returned handle's
-        process must be kept open (it renews the lease) and stopped with `stop`."""
+        process must be kept open (it renews the lease) and stopped with `stop`.
+        `launch` replaces Jupyter's command with a ready one (`container.launch`: argv,
+        stop_argv, cleanup_argv: Colab's image, which makes its own token)."""
         argv = jupyter.server_argv(
             jupyter_argv,
             port=port,
@@ -209,6 +212,7 @@ class RemoteHost:
             "on_disconnect": on_disconnect,
             # The VM's agent powers it off after this long with nothing running (None: never).
             "idle_stop_seconds": idle_stop_seconds,
+            **(launch or {}),
         }
         process = self.session.start(agent_command(self.settings.python, "start"))
         process.write_line(json.dumps(config))

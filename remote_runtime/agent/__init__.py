@@ -12,9 +12,12 @@ standard library. Every answer is one JSON line.
   stop RUN          stop a server and its kernels, wait for it
   status RUN        is it running
   logs RUN [-f]     the server log
+  docker-probe, image-size REF, docker-pull, container-url RUN
+                    Colab's runtime image in Docker (`container`)
 
 Modules: `common` (helpers), `stack` (probe: which Jupyter and Python are there),
 `build` (the managed env, from a lock), `server` (monitor, lease, stop, logs),
 `idle` (idle shutdown: activity probe and the watcher that powers the VM off),
+`container` (Docker for Colab's runtime image: usable?, disk, pull, the printed URL),
 `main` (command table).
 """

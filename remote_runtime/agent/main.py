@@ -4,6 +4,7 @@
 
 from .build import cmd_ensure_managed
 from .common import emit
+from .container import cmd_container_url, cmd_docker_probe, cmd_docker_pull, cmd_image_size
 from .server import cmd_attach, cmd_logs, cmd_start, cmd_status, cmd_stop
 from .stack import cmd_probe
 
@@ -15,6 +16,10 @@ COMMANDS = {
     "stop": cmd_stop,
     "status": cmd_status,
     "logs": cmd_logs,
+    "docker-probe": cmd_docker_probe,
+    "image-size": cmd_image_size,
+    "docker-pull": cmd_docker_pull,
+    "container-url": cmd_container_url,
 }
 
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+from . import container
 from . import idle as idle_stop
 from .common import (
     alive,
@@ -54,8 +55,12 @@ def signal_all(pids, sig):
             pass
 
 
-def stop_server(server, log):
-    """SIGTERM (the server shuts its kernels down), then SIGKILL what is left."""
+def stop_server(server, log, stop_argv=None):
+    """SIGTERM (the server shuts its kernels down), then SIGKILL what is left. A server
+    run by a container engine (`stop_argv`: `docker stop`) is stopped through it first:
+    its processes are the engine's, not the client's we started."""
+    if stop_argv:
+        container.run_engine(stop_argv, log)
     family = descendants(server.pid)
     log("stopping server %d and %d child process(es)" % (server.pid, len(family)))
     signal_all([server.pid], signal.SIGTERM)
@@ -113,7 +118,9 @@ def monitor(config, directory):
                 reason = "lease expired (%.0fs without renewal)" % idle
     log("stopping: " + reason)
     if server.poll() is None:
-        stop_server(server, log)
+        stop_server(server, log, config.get("stop_argv"))
+    if config.get("cleanup_argv"):  # what outlives the server: a stopped container
+        container.run_engine(config["cleanup_argv"], log)
     state.update({"stopped": time.time(), "reason": reason})
     write_json(os.path.join(directory, "state.json"), state)
     log("stopped")

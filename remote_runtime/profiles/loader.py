@@ -30,6 +30,7 @@ from .schema import (
     Profile,
     ProfileSet,
     SSHSettings,
+    jupyter_cross_check,
 )
 from .yamlfile import Lines
 from .yamlfile import read as read_yaml
@@ -122,6 +123,9 @@ def _profile(name: str, data: Any, source: Path, problems: _Problems) -> Profile
         problems.add(path, "needs exactly one target section: 'ssh' or 'gce'")
         ok = False
     jupyter = _section(data.get("jupyter"), JUPYTER_SCHEMA, (*path, "jupyter"), problems)
+    for key, reason in jupyter_cross_check(jupyter) if jupyter is not None else ():
+        problems.add((*path, "jupyter", key), reason)
+        jupyter = None
     ssh = _section(data["ssh"], SSH_SCHEMA, (*path, "ssh"), problems) if has_ssh else None
     gce = _section(data["gce"], GCE_SCHEMA, (*path, "gce"), problems) if has_gce else None
     for key, reason in gce_cross_check(gce) if gce is not None else ():

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ProfileError
-from ..stacks import STACK_CHOICES
+from ..stacks import COLAB_IMAGE, STACK_CHOICES
 from .checkers import (
     Checker,
     _bool,
     _choice,
+    _image,
     _lease,
     _loopback,
     _path,
@@ -37,6 +38,7 @@ from .gce import (
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 ENV_MODES = ("auto", "existing", "managed")
+IMAGE_MIRRORS = ("us", "europe", "asia")  # Colab's registries (colab_image.REGISTRIES)
 GCE_ADDRESS_MODES = ("auto", "external", "internal", "iap")
 DEFAULT_JUPYTER_PORT = 8888
 DEFAULT_LEASE_SECONDS = 300
@@ -83,11 +85,13 @@ class JupyterSettings:
     port_explicit: bool = False
     command: str | None = None
     env: str = "auto"
-    stack: str = "auto"  # auto | classic | modern (remote_runtime.stacks)
+    stack: str = "auto"  # auto | classic | modern | colab-image (remote_runtime.stacks)
     python: str = "python3"
     workdir: str = "~"
     bind_host: str = "127.0.0.1"
     lease_seconds: int = DEFAULT_LEASE_SECONDS
+    image: str = "auto"  # colab-image: auto (Colab's GPU or CPU image) or a reference
+    image_mirror: str = "us"  # colab-image: which of Colab's registries `auto` pulls from
 
 
 @dataclass(frozen=True)
@@ -204,5 +208,30 @@ JUPYTER_SCHEMA: dict[str, tuple[Checker, bool]] = {
     "workdir": (_str, False),
     "bind_host": (_loopback, False),
     "lease_seconds": (_lease, False),
+    "image": (_image, False),
+    "image_mirror": (_choice(*IMAGE_MIRRORS), False),
 }
+IMAGE_KEYS = ("image", "image_mirror")
+
+
+def jupyter_cross_check(values: dict[str, object]) -> list[tuple[str, str]]:
+    """(key, reason) for jupyter values that contradict each other."""
+    problems = []
+    image_stack = values.get("stack") == COLAB_IMAGE
+    for key in IMAGE_KEYS:
+        if key in values and not image_stack:
+            problems.append((key, f"is only used with stack: {COLAB_IMAGE}"))
+    if image_stack:
+        if values.get("env", "auto") == "existing" or "command" in values:
+            key = "command" if "command" in values else "env"
+            problems.append((key, f"does not apply to stack: {COLAB_IMAGE} (the image "
+                             "brings its own server)"))
+        if values.get("image", "auto") != "auto" and "image_mirror" in values:
+            problems.append(("image_mirror", "only applies to image: auto (the mirror is "
+                             "part of an image reference)"))
+        workdir = str(values.get("workdir", "~"))
+        if ":" in workdir or "," in workdir:
+            problems.append(("workdir", f"cannot be mounted into the container at /content "
+                             f"(':' or ',' in {workdir!r})"))
+    return problems
 PROFILE_KEYS = ("ssh", "gce", "jupyter", "description")

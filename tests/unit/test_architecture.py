@@ -25,10 +25,10 @@ PACKAGE = REPO_ROOT / "remote_runtime"
 LAYERS: list[set[str]] = [
     # foundations ("" is the package's own __init__: its version)
     {"", "errors", "options", "paths", "redact", "procs", "lifecycle"},
-    {"jupyter", "stacks", "profiles"},  # what a runtime is, as data
+    {"jupyter", "stacks", "colab_image", "profiles"},  # what a runtime is, as data
     {"ssh"},  # one connection
     {"forward", "health", "providers", "server_api", "activity"},  # over a connection; to one
-    {"ports", "remote", "provision", "heartbeat", "state", "stops"},  # the parts of a runtime
+    {"ports", "remote", "container", "provision", "heartbeat", "state", "stops"},  # its parts
     {"runtime"},  # the orchestration
     {"command", "supervisor", "control", "notebooks"},  # runtimes in use, across processes
     {"api"},  # the Python API
