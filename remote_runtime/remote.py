@@ -191,29 +191,30 @@ class RemoteHost:
         process must be kept open (it renews the lease) and stopped with `stop`.
         `launch` replaces Jupyter's command with a ready one (`container.launch`: argv,
         stop_argv, cleanup_argv: Colab's image, which makes its own token)."""
-        argv = jupyter.server_argv(
-            jupyter_argv,
-            port=port,
-            bind_host=self.settings.bind_host,
-            config_file="{config_file}",
-            notebook_dir="{notebook_dir}",  # "~" is expanded by the agent, on the remote
-            allow_root=allow_root,
-            stack=stack,
-        )
         config = {
             "run_id": run_id,
             "port": port,
             "bind_host": self.settings.bind_host,
             "token": token,
-            "argv": argv,
             "workdir": self.settings.workdir,
-            "server_config": jupyter.server_config_py(stack),
             "lease_seconds": self.settings.lease_seconds,
             "on_disconnect": on_disconnect,
             # The VM's agent powers it off after this long with nothing running (None: never).
             "idle_stop_seconds": idle_stop_seconds,
-            **(launch or {}),
         }
+        if launch is not None:
+            config.update(launch)
+        else:
+            config["argv"] = jupyter.server_argv(
+                jupyter_argv,
+                port=port,
+                bind_host=self.settings.bind_host,
+                config_file="{config_file}",
+                notebook_dir="{notebook_dir}",  # "~" is expanded by the agent, on the remote
+                allow_root=allow_root,
+                stack=stack,
+            )
+            config["server_config"] = jupyter.server_config_py(stack)
         process = self.session.start(agent_command(self.settings.python, "start"))
         process.write_line(json.dumps(config))
         line = process.read_line(timeout=60)

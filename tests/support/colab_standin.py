@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
-from support.env import TEST_CACHE
 
 from remote_runtime import jupyter, stacks
+from support.env import REAL_HOME, TEST_CACHE
 
 SUITE = "trixie"  # Debian 13: Python 3.13, which has a classic lock
 PYTHON = (3, 13)
@@ -157,7 +157,7 @@ def _host_python(version: tuple[int, int]) -> str:
     """A Python of that minor version on this machine: pyenv's, else one on PATH (not a
     pyenv shim, which may point elsewhere)."""
     wanted = f"{version[0]}.{version[1]}"
-    versions = Path.home() / ".pyenv" / "versions"
+    versions = REAL_HOME / ".pyenv" / "versions"
     for candidate in sorted(versions.glob(f"{wanted}.*"), reverse=True):
         if (candidate / "bin" / "python3").exists():
             return str(candidate / "bin" / "python3")

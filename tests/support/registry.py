@@ -6,7 +6,10 @@ Run it where the remote's Docker can reach it: `python -m support.registry PORT 
 inside the sandbox's namespace, DIR holding `config.json` and `layer.tar.gz`. Docker
 talks plain HTTP to a registry on 127.0.0.0/8 (its default insecure range), so a pull of
 `127.0.0.1:PORT/NAME:TAG` exercises the real pull path: manifest, blobs, progress,
-unpacking. With `--delay S` each layer chunk is held a little, so a pull takes a while.
+unpacking. As Artifact Registry does for anonymous pulls, every request needs a bearer
+token, handed out by its `/token` realm to anyone who asks; a tag names an image index
+(the linux/amd64 entry is the image, an arm64 one is listed too). With `--delay S` each
+layer chunk is held a little, so a pull takes a while.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+TOKEN = "standin-pull-token"
 CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
 LAYER_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 _PATH = re.compile(r"^/v2/(?P<name>.+)/(?P<kind>manifests|blobs)/(?P<ref>[^/]+)$")
@@ -51,22 +56,49 @@ class Content:
         }
         self.manifest = json.dumps(manifest, indent=3).encode()
         self.manifest_digest = "sha256:" + hashlib.sha256(self.manifest).hexdigest()
+        index = {
+            "schemaVersion": 2,
+            "mediaType": INDEX_TYPE,
+            "manifests": [
+                {"mediaType": MANIFEST_TYPE, "size": 1234, "digest": "sha256:" + "0" * 64,
+                 "platform": {"architecture": "arm64", "os": "linux"}},
+                {"mediaType": MANIFEST_TYPE, "size": len(self.manifest),
+                 "digest": self.manifest_digest,
+                 "platform": {"architecture": "amd64", "os": "linux"}},
+            ],
+        }
+        self.index = json.dumps(index).encode()
+        self.index_digest = "sha256:" + hashlib.sha256(self.index).hexdigest()
+        self.download_bytes = sum(path.stat().st_size for path in self.blobs.values())
 
 
-def handler(content: Content, delay: float) -> type[BaseHTTPRequestHandler]:
+def handler(content: Content, delay: float, port: int) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             sys.stderr.write("registry: " + format % args + "\n")
 
-        def do_HEAD(self) -> None:  # noqa: N802
+        def do_HEAD(self) -> None:
             self._serve(body=False)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self._serve(body=True)
 
         def _serve(self, *, body: bool) -> None:
+            if self.path.startswith("/token"):
+                data = json.dumps({"token": TOKEN, "access_token": TOKEN}).encode()
+                self._answer(200, data, "application/json", body=body)
+                return
+            if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                match = _PATH.match(self.path.split("?", 1)[0])
+                scope = f"repository:{match['name']}:pull" if match else ""
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", f'Bearer realm="http://127.0.0.1:{port}'
+                                 f'/token",service="standin",scope="{scope}"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if self.path.rstrip("/") == "/v2":
                 self._answer(200, b"{}", "application/json", body=body)
                 return
@@ -75,9 +107,14 @@ def handler(content: Content, delay: float) -> type[BaseHTTPRequestHandler]:
                 self._answer(404, b'{"errors":[{"code":"NAME_UNKNOWN"}]}', "application/json",
                              body=body)
                 return
-            if match["kind"] == "manifests":
+            if match["kind"] == "manifests" and match["ref"] == content.manifest_digest:
                 self._answer(200, content.manifest, MANIFEST_TYPE, body=body,
                              digest=content.manifest_digest)
+                return
+            if match["kind"] == "manifests" and (
+                    match["ref"] == content.index_digest or not match["ref"].startswith("sha256:")):
+                self._answer(200, content.index, INDEX_TYPE, body=body,
+                             digest=content.index_digest)
                 return
             blob = content.blobs.get(match["ref"])
             if blob is None:
@@ -114,7 +151,7 @@ def handler(content: Content, delay: float) -> type[BaseHTTPRequestHandler]:
 def main(argv: list[str]) -> int:
     port, folder = int(argv[0]), Path(argv[1])
     delay = float(argv[argv.index("--delay") + 1]) if "--delay" in argv else 0.0
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler(Content(folder), delay))
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler(Content(folder), delay, port))
     server.daemon_threads = True
     print("ready", flush=True)
     server.serve_forever()

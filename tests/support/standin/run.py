@@ -12,6 +12,7 @@ The server is the classic stack (notebook 6 with jupyter_http_over_ws, from the 
 lock), configured as remote-runtime configures it, with its notebook dir at /content.
 """
 
+import contextlib
 import os
 import secrets
 import signal
@@ -37,10 +38,8 @@ def pump(source, sink):
         pass
     finally:
         for sock, how in ((sink, socket.SHUT_WR), (source, socket.SHUT_RD)):
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(how)
-            except OSError:
-                pass
 
 
 def relay(client):
@@ -78,7 +77,7 @@ def main():
     env = dict(os.environ, JUPYTER_TOKEN=token)
     server = subprocess.Popen(
         [sys.executable, "-m", "notebook", "--config=" + CONFIG, "--no-browser",
-         "--ip=127.0.0.1", "--port=%d" % SERVER_PORT, "--NotebookApp.port_retries=0",
+         "--ip=127.0.0.1", f"--port={SERVER_PORT}", "--NotebookApp.port_retries=0",
          "--notebook-dir=/content", "--allow-root"],
         env=env, stdin=subprocess.DEVNULL)
 
@@ -92,7 +91,7 @@ def main():
         time.sleep(0.1)
     if server.poll() is None:
         print("The Colab runtime stand-in is ready. Initial backend URL:", flush=True)
-        print("http://127.0.0.1:%d/?token=%s" % (SERVER_PORT, token), flush=True)
+        print(f"http://127.0.0.1:{SERVER_PORT}/?token={token}", flush=True)
     return server.wait()
 
 
