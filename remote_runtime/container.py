@@ -77,9 +77,11 @@ def unusable(answer: dict[str, Any], user: str) -> RemoteSetupError:
     """The one line (and its fix) for a Docker the SSH user cannot use."""
     reason = str(answer.get("reason") or "other")
     message, fix = _FIX.get(reason, _FIX["other"])
-    detail = str(answer.get("detail") or "").strip()
-    sudo = str(answer.get("sudo") or "").strip()
-    details = "\n".join(part for part in (detail, f"sudo -n: {sudo}" if sudo else "") if part)
+    details = None
+    if reason not in _FIX or reason == "other":  # the known reasons say it all
+        detail = str(answer.get("detail") or "").strip()
+        sudo = str(answer.get("sudo") or "").strip()
+        details = "\n".join(p for p in (detail, f"sudo -n: {sudo}" if sudo else "") if p)
     return RemoteSetupError(message.format(user=user), hint=fix.format(user=user),
                             details=details or None)
 
@@ -185,7 +187,7 @@ def ensure_image(host: RemoteHost, docker: DockerHost, chosen: Plan,
 
 def _pull(host: RemoteHost, chosen: Plan, layers: dict[str, int] | None,
           progress: Progress) -> None:
-    task = f"pulling {chosen.image.rsplit('/', 1)[-1]}"
+    task = f"pulling {chosen.image.rsplit('/', 1)[-1]} (MB)"
     process = host.session.start(agent_command(host.settings.python, "docker-pull"))
     try:
         process.write_line(json.dumps({"docker": chosen.docker, "image": chosen.image,

@@ -146,13 +146,15 @@ class Runtime(Resource):
         probe, server_stack, wanted, explicit = self._prepare_remote()
         if server_stack.container is not None:
             port, remote_port, notes = self._bind_container_forwarder(probe, wanted, explicit)
-            routes = self._start_container(probe, port, remote_port, server_stack, deadline)
+            self._start_container(probe, remote_port, server_stack)
         else:
             port, notes = self._bind_forwarder(probe, wanted, explicit)
             remote_port, routes = port, server_stack.routes
             self._start_server(probe, port, server_stack)
         self._start_heartbeat()
         self._undo.push(self._stop_heartbeat)
+        if server_stack.container is not None:  # the lease is held while it starts
+            routes = self._read_container_url(port, deadline)
         report = self._check_health(port, deadline, routes)
         return self._publish(endpoint, port, server_stack, report, notes + self._notes,
                              routes=routes, remote_port=remote_port)
@@ -218,10 +220,9 @@ class Runtime(Resource):
         )
         self._undo.push(self._stop_server)
 
-    def _start_container(self, probe: Probe, port: int, remote_port: int,
-                         server_stack: ServerStack, deadline: float) -> tuple[str, ...]:
-        """Colab's image under the agent's monitor; its token read from its log. Returns
-        the Colab routes to expect (`colab_image.routes`)."""
+    def _start_container(self, probe: Probe, remote_port: int,
+                         server_stack: ServerStack) -> None:
+        """Colab's image under the agent's monitor, published on `remote_port`."""
         assert self.remote is not None and server_stack.container is not None
         plan = server_stack.container
         run_id = f"{self.profile.name}-{uuid.uuid4().hex[:12]}"
@@ -236,6 +237,11 @@ class Runtime(Resource):
             launch=container.launch(plan, run_id=run_id, port=remote_port,
                                     bind_host=bind_host))
         self._undo.push(self._stop_server)
+
+    def _read_container_url(self, port: int, deadline: float) -> tuple[str, ...]:
+        """The token from the container's log; returns the Colab routes to expect
+        (`colab_image.routes`: the URL's port against the one the image printed)."""
+        assert self.remote is not None and self.server is not None
         self.progress("waiting for the container to print its URL")
         timeout = max(deadline - time.monotonic(), colab_image.URL_WAIT_MIN)
         printed, self._token = container.read_url(self.remote, self.server, timeout)

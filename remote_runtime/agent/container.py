@@ -402,7 +402,7 @@ def cmd_docker_pull(args):
     finally:
         os.close(slave)
     tail = []
-    last = 0.0
+    last, sent = 0.0, None
     try:
         for line in terminal_lines(master, process):
             if line is not None and not progress.feed(line):
@@ -410,7 +410,8 @@ def cmd_docker_pull(args):
                 if text:
                     tail = (tail + [text])[-20:]
             if time.time() - last >= 0.5 and progress.sizes:
-                emit({"step": progress.step(task)})
+                sent = progress.step(task)
+                emit({"step": sent})
                 last = time.time()
     finally:
         os.close(master)
@@ -418,9 +419,9 @@ def cmd_docker_pull(args):
     if status != 0:
         emit({"error": "docker pull exited with status %d" % status, "log": "\n".join(tail)})
         return 1
-    step = progress.step(task)
-    step["done"] = step["total"]
-    emit({"step": step})
+    if sent is not None and sent["done"] < sent["total"]:  # the bar ends full
+        sent["done"] = sent["total"]
+        emit({"step": sent})
     emit({"ok": True})
     return 0
 

@@ -145,3 +145,178 @@ def test_first_up_pulls_the_image_then_serves_both_routes_with_the_workdir_at_co
     assert dock.containers() == [], "teardown left a container"
     assert dock.has_image(dock.image), "the image must stay cached"
     assert isolated.runtime_records == []
+
+
+def cli(profiles: Path, *args: str, timeout: float = 120) -> Any:
+    return run_cli(*args, "--profiles", str(profiles), timeout=timeout)
+
+
+def up_detached(profiles: Path, name: str = "colab", *extra: str) -> dict[str, Any]:
+    result = cli(profiles, "up", name, "--detach", "--json", *extra, timeout=420)
+    assert result.returncode == 0, describe(result)
+    info: dict[str, Any] = json.loads(result.stdout)
+    return info
+
+
+def test_9000_taken_on_the_remote_publishes_another_port_and_keeps_the_url(
+    docker_host: DockerBox, tmp_path: Path, isolated: Isolated,
+) -> None:
+    """With 9000 held on the remote, the container is published on the next free port
+    there while the URL keeps the image's 9000 (the port its requests are re-issued to,
+    inside the container): both routes still answer. Then a detached runtime of the
+    image as of any stack: list, status, logs (the container's, token hidden), down."""
+    dock = docker_host
+    profiles, _workdir = image_profile(dock, tmp_path)
+    holder = dock.listener(IMAGE_PORT)
+    try:
+        with local_port_free(IMAGE_PORT):
+            info = up_detached(profiles)
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    token = info["token"]
+    assert info["port"] == IMAGE_PORT and info["url"].startswith("http://localhost:9000/")
+    assert info["remote_port"] == IMAGE_PORT + 1, info
+    assert info["stack"] == "colab-image" and info["routes"] == ["websocket", "cors"]
+    assert any("published on 9001" in note for note in info["notes"]), info["notes"]
+    [container] = dock.containers()
+    assert [(p["IP"], p["PublicPort"]) for p in container["Ports"]] == [("127.0.0.1", 9001)]
+    for origin in jupyter.COLAB_ORIGINS:
+        assert "data.txt" in content_listing_over_websocket(IMAGE_PORT, token, origin)
+
+    row = list_json(profiles)["colab"]
+    assert row["state"] == "up" and row["stack"] == "colab-image", row
+    assert row["health"]["ok"] is True and row["routes"] == ["websocket", "cors"]
+    status = cli(profiles, "status", "colab", "--json")
+    assert status.returncode == 0, describe(status)
+    report = json.loads(status.stdout)
+    assert {c["name"] for c in report["health"]["checks"]} >= {"extension", "cors", "origins"}
+    logs = cli(profiles, "logs", "colab", "-n", "400")
+    assert logs.returncode == 0, describe(logs)
+    assert "Initial backend URL" in logs.stdout, logs.stdout  # the container's own log
+    assert token not in logs.stdout + logs.stderr
+    assert "token=<hidden>" in logs.stdout or "token=…" in logs.stdout, logs.stdout
+
+    down = cli(profiles, "down", "colab")
+    assert down.returncode == 0, describe(down)
+    assert dock.wait_no_containers() == []
+    supervisor_log = Path(info["log"]).read_text()
+    assert "stopped and removed the container rr-colab-" in supervisor_log, supervisor_log
+    assert isolated.runtime_records == []
+
+
+def test_9000_taken_here_serves_the_direct_route_on_another_port(
+    docker_host: DockerBox, tmp_path: Path, start_up: StartUp,
+) -> None:
+    """With 9000 held on this machine the URL takes the next free port, on both ends,
+    and says that only Colab's direct route is served: checked against the stand-in,
+    the websocket route's proxied requests go to the URL's port inside the container,
+    where nothing listens (the image's server is on its printed 9000)."""
+    dock = docker_host
+    if not dock.has_image(dock.image):
+        assert dock.docker("pull", dock.image, timeout=300).returncode == 0
+    profiles, _workdir = image_profile(dock, tmp_path)
+    try:
+        holder = socket.create_server(("127.0.0.1", IMAGE_PORT))
+    except OSError:
+        holder = None  # something else holds it: just as good
+    try:
+        up = start_up("colab", "--profiles", str(profiles))
+        port, token = up.wait_ready(timeout=300)
+    finally:
+        if holder is not None:
+            holder.close()
+    assert port != IMAGE_PORT
+    assert "only the direct route is served" in up.stdout, up.describe()
+    assert "direct (CORS) route only" in up.stdout
+    [container] = dock.containers()
+    assert [p["PublicPort"] for p in container["Ports"]] == [port]  # the same on both ends
+    for origin in jupyter.COLAB_ORIGINS:
+        assert content_listing_over_direct_route(port, token, origin).count("data.txt") == 2
+    # The assumption, checked: the websocket route answers, but what it re-issues to
+    # localhost:PORT inside the container finds nothing there.
+    with ColabClient(port, token, timeout=30) as client:
+        try:
+            status, _headers, body = client.request("GET", "/api/status")
+        except ColabError as exc:
+            status, body = 0, str(exc).encode()
+    assert status != 200, (status, body[:300])
+    up.interrupt()
+    assert up.wait(90) == 0, up.describe()
+    assert dock.wait_no_containers() == []
+
+
+def test_the_lease_removes_the_container_when_the_supervisor_is_killed(
+    docker_host: DockerBox, tmp_path: Path,
+) -> None:
+    """A detached runtime whose supervisor is SIGKILLed: nothing renews the lease, the
+    agent's monitor stops the container and removes it, as it stops a Jupyter."""
+    dock = docker_host
+    lease = 10
+    profiles, _workdir = image_profile(dock, tmp_path, jupyter_settings={
+        "port": PORTS.take(), "lease_seconds": lease})
+    info = up_detached(profiles)
+    assert len(dock.containers()) == 1
+    os.kill(info["pid"], signal.SIGKILL)
+    killed = time.monotonic()
+    left = dock.wait_no_containers(timeout=lease + 40)
+    took = time.monotonic() - killed
+    assert left == [], f"the container still exists {took:.0f}s after the kill"
+    assert took > lease - lease / 4 - 1, f"removed {took:.1f}s after the kill: not the lease"
+    down = cli(profiles, "down", "colab")
+    assert down.returncode == 0, describe(down)
+
+
+@pytest.fixture(scope="module")
+def no_docker_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """A remote host whose docker client finds no engine (DOCKER_HOST names a socket
+    that does not exist, so this machine's own is never used)."""
+    require_netns_sandbox()
+    workdir = tmp_path_factory.mktemp("no-docker")
+    env = {"DOCKER_HOST": f"unix://{workdir}/absent/docker.sock"}
+    with Sandbox(workdir, mode="netns", env=env) as box:
+        yield box
+
+
+def test_docker_not_usable_is_one_line_with_the_fix(
+    no_docker_host: Sandbox, tmp_path: Path, isolated: Isolated,
+) -> None:
+    box = no_docker_host
+    body = sandbox_profile(box, "colab", port=None, jupyter={"stack": "colab-image"})
+    body["jupyter"].pop("env")
+    profiles = write_profiles(tmp_path / "profiles.yaml", {"colab": body})
+    result = cli(profiles, "up", "colab")
+    line = assert_one_error_line(result, ExitCode.REMOTE_SETUP,
+                                 "the Docker daemon is not running on the remote host")
+    assert "Traceback" not in result.stderr, line
+    assert "hint: start it there" in result.stderr
+    assert isolated.runtime_records == []
+    assert not box.remote_pids()
+
+
+@pytest.fixture(scope="module")
+def small_disk_host(tmp_path_factory: pytest.TempPathFactory,
+                    standin_image: Any) -> Iterator[DockerBox]:
+    """A remote host whose Docker keeps its data on a 64 MB filesystem."""
+    workdir = tmp_path_factory.mktemp("small-disk")
+    with Sandbox(workdir, mode="netns", docker=True, docker_data_size="64m") as box:
+        yield DockerBox(box)
+
+
+def test_too_little_disk_for_the_image_is_one_line_before_any_pull(
+    small_disk_host: DockerBox, tmp_path: Path, isolated: Isolated,
+) -> None:
+    """Colab's own image (its registry unreachable from here, so its documented size
+    counts) on a host with 64 MB free: one line saying how much is needed, exit 6."""
+    box = small_disk_host.box
+    body = sandbox_profile(box, "colab", port=None, jupyter={"stack": "colab-image"})
+    body["jupyter"].pop("env")
+    profiles = write_profiles(tmp_path / "profiles.yaml", {"colab": body})
+    result = cli(profiles, "up", "colab")
+    line = assert_one_error_line(result, ExitCode.REMOTE_SETUP,
+                                 "pulling us-docker.pkg.dev/colab-images/public/cpu-runtime "
+                                 "needs about 32.0 GB free in")
+    assert "which has 0.1 GB" in line, line
+    assert "docker system prune" in result.stderr
+    assert small_disk_host.containers() == []
+    assert isolated.runtime_records == []
