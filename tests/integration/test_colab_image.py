@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.cli import UpProcess, assert_one_error_line, describe, list_json, run_cli
+import support.cli
+from support.cli import UpProcess, assert_one_error_line, describe, list_json
 from support.colab_client import ColabClient, ColabError, DirectClient
 from support.docker_host import DockerBox
 from support.env import Isolated, require_netns_sandbox
@@ -148,7 +149,7 @@ def test_first_up_pulls_the_image_then_serves_both_routes_with_the_workdir_at_co
 
 
 def cli(profiles: Path, *args: str, timeout: float = 120) -> Any:
-    return run_cli(*args, "--profiles", str(profiles), timeout=timeout)
+    return support.cli.run_cli(*args, "--profiles", str(profiles), timeout=timeout)
 
 
 def up_detached(profiles: Path, name: str = "colab", *extra: str) -> dict[str, Any]:
