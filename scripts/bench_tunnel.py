@@ -7,7 +7,7 @@
 
 The forwarder's SSH connection is made by remote_runtime.ssh.connect, the code
 `remote-runtime up` uses. Tuning knobs for experiments (not used by the default
-benchmark run): --window, --packet, --socket-read, --no-chunk-buffer.
+benchmark run): --window, --packet, --socket-read.
 """
 
 from __future__ import annotations
@@ -50,8 +50,6 @@ def _connect(args: argparse.Namespace) -> tuple[ssh.Session, paramiko.Transport]
 def run_forwarder(args: argparse.Namespace) -> None:
     if args.window:
         forwarder.WINDOW_SIZE = args.window
-        forwarder.CHANNEL_READ_SIZE = 2 * args.window
-    forwarder.CHUNK_BUFFER = args.chunk_buffer
     if args.socket_read:
         forwarder.SOCKET_READ_SIZE = args.socket_read
     if args.packet:
@@ -98,7 +96,6 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=0)
     parser.add_argument("--packet", type=int, default=0)
     parser.add_argument("--socket-read", type=int, default=0)
-    parser.add_argument("--chunk-buffer", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
     if args.impl == "forwarder":
         run_forwarder(args)

@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import ipaddress
 import os
-import random
 import signal
 import socket
 import statistics
@@ -19,15 +18,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import paramiko
 import pytest
-from paramiko.buffered_pipe import BufferedPipe
 
 from remote_runtime.errors import PortInUseError
 from remote_runtime.forward import Forwarder
-from remote_runtime.forward import buffer as buffer_module
 from remote_runtime.forward import forwarder as forwarder_module
 from sandbox.sshd import Sshd
 
@@ -565,31 +561,3 @@ def test_start_twice_and_close_before_start(
     never_started.close()
     with make_forwarder(transport, echo_server.port) as fwd, pytest.raises(RuntimeError):
         fwd.start()
-
-
-# -- the receive buffer ------------------------------------------------------------------------
-
-
-def test_chunk_buffer_inside_paramikos_buffered_pipe() -> None:
-    """The chunk list must behave exactly like the byte array it replaces."""
-    pipe = BufferedPipe()
-    pipe.feed(b"early")  # data that arrived before the swap is kept, in order
-    buffer_module.use_chunk_buffer(SimpleNamespace(in_buffer=pipe))
-    assert type(pipe._buffer).__name__ == "_ChunkBuffer", "paramiko's BufferedPipe changed shape"
-    rng = random.Random(1234)
-    expected = bytearray(b"early")
-    received = bytearray()
-    for _ in range(2000):
-        if rng.random() < 0.6:
-            chunk = rng.randbytes(rng.randint(0, 5000))
-            pipe.feed(chunk)
-            expected += chunk
-        elif len(pipe):
-            assert pipe.read_ready()
-            received += pipe.read(rng.choice([1, 7, 100, 4096, 10_000, 1 << 22]), timeout=0)
-        assert len(pipe) == len(expected) - len(received)
-    received += pipe.empty()
-    assert len(pipe) == 0
-    pipe.close()
-    assert pipe.read(10) == b""
-    assert received == expected
