@@ -10,12 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import paramiko
 import pytest
 from support.cli import UpProcess
-from support.env import SANDBOX_REMOTE_CACHE, Isolated, require_netns_sandbox
+from support.env import SANDBOX_REMOTE_CACHE, Isolated, require_netns_sandbox, require_sshd
 from support.remote import Teardown, checked_remote
+from support.tunnel import TargetServer, echo, open_transport, target
 
 from sandbox import Sandbox
+from sandbox.sshd import Sshd
 
 HERE = Path(__file__).resolve().parent
 
@@ -65,3 +68,27 @@ def start_up() -> Iterator[Any]:
     yield start
     for up in started:
         up.kill()
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    """A real OpenSSH sshd listening on 127.0.0.1, for the forwarder's tests."""
+    require_sshd()
+    with Sshd(tmp_path_factory.mktemp("sshd"), listen=("127.0.0.1", 0)) as server:
+        yield server
+
+
+@pytest.fixture
+def transport(sshd: Sshd) -> Iterator[paramiko.Transport]:
+    """An authenticated paramiko transport to `sshd`, closed after the test."""
+    opened = open_transport(sshd)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
+def echo_server() -> Iterator[TargetServer]:
+    with target(echo) as server:
+        yield server

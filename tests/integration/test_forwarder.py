@@ -16,19 +16,27 @@ import statistics
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paramiko
 import pytest
+from support.tunnel import (
+    TIMEOUT,
+    TargetServer,
+    connect,
+    echo,
+    forwarder_threads,
+    open_transport,
+    recv_all,
+    recv_exactly,
+    target,
+    wait_for,
+)
 
 from remote_runtime.errors import PortInUseError
 from remote_runtime.forward import Forwarder
 from remote_runtime.forward import forwarder as forwarder_module
 from sandbox.sshd import Sshd
-
-GCM = "aes128-gcm@openssh.com"
-TIMEOUT = 20.0
 
 
 def has_ipv6_loopback() -> bool:
@@ -41,66 +49,6 @@ def has_ipv6_loopback() -> bool:
 
 
 IPV6 = has_ipv6_loopback()
-
-
-def wait_for(check: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-def forwarder_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("forwarder-")]
-
-
-# -- real target servers -------------------------------------------------------------------------
-
-
-class TargetServer:
-    """A threaded TCP server on 127.0.0.1:0 running `handler` for every connection."""
-
-    def __init__(self, handler: Callable[[socket.socket], None], *, listen: bool = True) -> None:
-        self.handler = handler
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port: int = self.sock.getsockname()[1]
-        self.thread: threading.Thread | None = None
-        if listen:
-            self.listen()
-
-    def listen(self) -> None:
-        """Start accepting (until then the bound port refuses connections)."""
-        self.sock.listen(1024)
-        self.thread = threading.Thread(target=self._loop, name="target-accept", daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._run, args=(conn,), name="target", daemon=True).start()
-
-    def _run(self, conn: socket.socket) -> None:
-        with conn, contextlib.suppress(OSError):
-            conn.settimeout(TIMEOUT)
-            self.handler(conn)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-        if self.thread is not None:
-            self.thread.join(TIMEOUT)
-
-
-def echo(conn: socket.socket) -> None:
-    while data := conn.recv(1 << 16):
-        conn.sendall(data)
 
 
 def digest_sink(conn: socket.socket) -> None:
@@ -116,85 +64,6 @@ PAYLOAD = os.urandom(16 * 1024 * 1024)
 
 def download(conn: socket.socket) -> None:
     conn.sendall(PAYLOAD)
-
-
-@contextlib.contextmanager
-def target(handler: Callable[[socket.socket], None]) -> Iterator[TargetServer]:
-    server = TargetServer(handler)
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-def recv_all(sock: socket.socket, limit: int = 1 << 30) -> bytes:
-    chunks = []
-    size = 0
-    while size < limit:
-        data = sock.recv(1 << 20)
-        if not data:
-            break
-        chunks.append(data)
-        size += len(data)
-    return b"".join(chunks)
-
-
-def recv_exactly(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        data = sock.recv(n - len(buf))
-        if not data:
-            raise ConnectionError(f"closed after {len(buf)} of {n} bytes")
-        buf += data
-    return bytes(buf)
-
-
-def connect(port: int, host: str = "127.0.0.1") -> socket.socket:
-    return socket.create_connection((host, port), timeout=TIMEOUT)
-
-
-# -- sshd and transports -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    with Sshd(tmp_path_factory.mktemp("sshd"), listen=("127.0.0.1", 0)) as server:
-        yield server
-
-
-def open_transport(server: Sshd) -> paramiko.Transport:
-    """A bare paramiko transport; the host key must be the sandbox's, AES-GCM preferred."""
-    assert server.port is not None
-    transport = paramiko.Transport(socket.create_connection(("127.0.0.1", server.port), 10))
-    try:
-        options = transport.get_security_options()
-        options.ciphers = (GCM, *(c for c in options.ciphers if c != GCM))
-        transport.start_client(timeout=10)
-        key = transport.get_remote_server_key()
-        key_type, key_b64 = server.host_key_line.split()[:2]
-        if (key.get_name(), key.get_base64()) != (key_type, key_b64):
-            raise AssertionError("sshd host key does not match the sandbox's")
-        client_key = paramiko.Ed25519Key.from_private_key_file(str(server.client_key))
-        transport.auth_publickey(server.user, client_key)
-    except BaseException:
-        transport.close()
-        raise
-    return transport
-
-
-@pytest.fixture
-def transport(sshd: Sshd) -> Iterator[paramiko.Transport]:
-    transport = open_transport(sshd)
-    try:
-        yield transport
-    finally:
-        transport.close()
-
-
-@pytest.fixture
-def echo_server() -> Iterator[TargetServer]:
-    with target(echo) as server:
-        yield server
 
 
 def make_forwarder(transport: paramiko.Transport, remote_port: int, port: int = 0) -> Forwarder:
