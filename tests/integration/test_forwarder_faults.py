@@ -400,8 +400,8 @@ def test_a_rekey_while_channels_close_does_not_stall_the_session(tunnel: Tunnel)
     thread used to wait for the exchange it alone could finish (30 s, then the session
     ended). Here the next CLOSE from the server finds our KEXINIT just sent."""
     transport = tunnel.transport
-    table = transport._channel_handler_table  # type: ignore[attr-defined]
-    handle_close = table[MSG_CHANNEL_CLOSE]
+    original = transport._channel_handler_table  # type: ignore[attr-defined]
+    handle_close = original[MSG_CHANNEL_CLOSE]
     rekeyed: list[bool] = []
 
     def close_during_rekey(channel: paramiko.Channel, message: paramiko.Message) -> None:
@@ -410,20 +410,23 @@ def test_a_rekey_while_channels_close_does_not_stall_the_session(tunnel: Tunnel)
             transport._send_kex_init()  # type: ignore[attr-defined]
         handle_close(channel, message)
 
-    table[MSG_CHANNEL_CLOSE] = close_during_rekey
+    # A copy for this transport only (the class's table is shared by every transport).
+    transport._channel_handler_table = {  # type: ignore[attr-defined]
+        **original, MSG_CHANNEL_CLOSE: close_during_rekey}
     try:
         start = time.monotonic()
         session = transport.open_session(timeout=TIMEOUT)  # a command's channel, as `up` uses
         session.exec_command("true")
-        assert session.recv_exit_status() == 0
-        session.close()
-        with connect(tunnel.forwarder.port) as sock:  # and a forwarded one
+        # The server's CLOSE must find the channel open, so we do not close it first.
+        assert wait_for(lambda: session.closed, timeout=TIMEOUT)
+        with connect(tunnel.forwarder.port) as sock:  # the transport thread still serves
             sock.sendall(b"ping")
             assert recv_exactly(sock, 4) == b"ping"
         assert rekeyed
         assert time.monotonic() - start < 10
+        session.close()
     finally:
-        table[MSG_CHANNEL_CLOSE] = handle_close
+        transport._channel_handler_table = original  # type: ignore[attr-defined]
 
 
 def test_server_keepalives_on_forwarded_channels_are_answered(
@@ -431,7 +434,7 @@ def test_server_keepalives_on_forwarded_channels_are_answered(
 ) -> None:
     """sshd with ClientAliveInterval asks the first open channel for an answer and drops
     a session that gives none; here the only open channels are forwarded ones."""
-    config = "ClientAliveInterval 1\nClientAliveCountMax 2"
+    config = "ClientAliveInterval 1\nClientAliveCountMax 1"
     with Sshd(tmp_path / "sshd", listen=("127.0.0.1", 0), extra_config=config) as server:
         transport = open_transport(server)
         try:
@@ -439,7 +442,7 @@ def test_server_keepalives_on_forwarded_channels_are_answered(
                            bind_hosts=("127.0.0.1",)) as fwd, connect(fwd.port) as sock:
                 sock.sendall(b"one")
                 assert recv_exactly(sock, 3) == b"one"
-                time.sleep(4.5)  # several keepalives, more than ClientAliveCountMax
+                time.sleep(4.5)  # several keepalives: one unanswered is one too many
                 sock.sendall(b"two")
                 assert recv_exactly(sock, 3) == b"two"
                 assert transport.is_active()
