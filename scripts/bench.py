@@ -11,7 +11,12 @@ tunnel per candidate, each in its own process. Measured, in one run:
   connection (64-byte echo),
 - how many of 500 concurrent connections get their request answered.
 
-Usage: python scripts/bench.py [--quick]
+With --faults and --soak MINUTES (scripts/bench_faults.py), instead: sessions lost per
+1,000 faulted connections, and N concurrent connections with churn for MINUTES with the
+tunnel's fds, threads and memory sampled every minute; OpenSSH's `ssh -N -L` (its
+default cipher) beside our forwarder in the same run.
+
+Usage: python scripts/bench.py [--quick] [--faults [N]] [--soak MINUTES]
 
 Every load loop is bounded in count and time; only processes started here are
 stopped, by PID, in `finally`. Not a timed test: run it by hand on a quiet machine.
@@ -41,6 +46,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import paramiko  # noqa: E402
+from bench_faults import FAULTS, run_faults, run_soak  # noqa: E402
 
 from sandbox.sshd import Sshd, free_port  # noqa: E402
 
@@ -67,6 +73,19 @@ class Processes:
         proc: subprocess.Popen[bytes] = subprocess.Popen(argv, **kwargs)  # type: ignore[call-overload]
         self.procs.append(proc)
         return proc
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> None:
+        """Stop one process we started (a tunnel about to be replaced)."""
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
 
     def stop_all(self) -> None:
         """Close stdin (our helpers then exit on their own), then terminate, then kill."""
@@ -474,9 +493,20 @@ def main() -> int:
     )
     parser.add_argument(
         "--phases",
-        default="bulk,upload,latency,concurrency",
-        help="comma-separated subset of: bulk,upload,latency,concurrency",
+        default=None,
+        help="comma-separated subset of: bulk,upload,latency,concurrency (default: all, "
+        "unless --faults or --soak is given)",
     )
+    parser.add_argument(
+        "--faults", type=int, nargs="?", const=1000, default=0, metavar="N",
+        help="sessions lost in N faulted connections (default 1000), OpenSSH beside ours",
+    )
+    parser.add_argument(
+        "--soak", type=int, default=0, metavar="MINUTES",
+        help="hold --soak-connections connections with churn for MINUTES, sampling the "
+        "tunnels' fds, threads and memory every minute",
+    )
+    parser.add_argument("--soak-connections", type=int, default=500)
     parser.add_argument(
         "--forwarder-args",
         default="",
@@ -519,11 +549,86 @@ def main() -> int:
                     stdout=subprocess.PIPE,
                 )
                 target = int(read_line(server, "PORT", READY_TIMEOUT).split()[1])
+                status = 0
+                if args.faults or args.soak:
+                    status = suites(procs, sshd, workdir, target, args)
+                    if args.phases is None:
+                        return status
                 cands = setup(procs, sshd, workdir, target, only, args)
-                phases = set(args.phases.split(","))
-                return measure(cands, phases, bulk_mib, runs, new_count, ka_count, args.concurrency)
+                phases = set((args.phases or "bulk,upload,latency,concurrency").split(","))
+                return measure(cands, phases, bulk_mib, runs, new_count, ka_count,
+                               args.concurrency) or status
         finally:
             procs.stop_all()
+
+
+def suites(procs: Processes, sshd: Sshd, workdir: Path, target: int,
+           args: argparse.Namespace) -> int:
+    """The fault and soak suites (scripts/bench_faults.py); 1 if a target was missed."""
+    launchers: dict[str, Callable[[], tuple[int, subprocess.Popen[bytes], str]]] = {
+        "openssh default": lambda: start_openssh(procs, sshd, workdir, target, None),
+        "forwarder": lambda: start_python_tunnel(procs, sshd, target, "forwarder", []),
+    }
+    results: list[tuple[bool, str]] = []
+    if args.faults:
+        print(f"faults: {args.faults} connections per tunnel, in bursts of 10, each kind in "
+              f"turn: {', '.join(FAULTS)}", flush=True)
+        rows = ["| tunnel | faulted connections | sessions lost | per 1,000 | sshd dropped "
+                "a session | lost after | seconds |", "|---|---|---|---|---|---|---|"]
+        lost: dict[str, float] = {}
+        for name, launch in launchers.items():
+            current: list[subprocess.Popen[bytes]] = []
+
+            def start(launch: Callable[[], tuple[int, subprocess.Popen[bytes], str]] = launch,
+                      current: list[subprocess.Popen[bytes]] = current
+                      ) -> tuple[int, Callable[[], bool]]:
+                if current:
+                    procs.stop(current.pop())
+                port, proc, _ = launch()
+                current.append(proc)
+                return port, lambda: proc.poll() is None
+
+            offset = sshd.log_path.stat().st_size
+            result = run_faults(start, args.faults, lambda text: print(text, flush=True))
+            for proc in current:
+                procs.stop(proc)
+            drops = sum("Disconnecting" in line or "nonexistent channel" in line
+                        for line in sshd.log_path.read_bytes()[offset:].decode(
+                            errors="replace").splitlines())
+            lost[name] = result.per_thousand
+            kinds = ", ".join(f"{k} ({n})" for k, n in result.lost_by_kind.items()) or "-"
+            rows.append(f"| {name} | {result.connections} | {result.sessions_lost} | "
+                        f"{result.per_thousand:.1f} | {drops} | {kinds} | {result.seconds:.0f} |")
+            print(f"  faults: {name} lost {result.sessions_lost} sessions in "
+                  f"{result.connections} connections", flush=True)
+        print("\n".join(["", *rows, ""]))
+        results.append((lost["forwarder"] == 0,
+                        f"faults: forwarder lost {lost['forwarder']:.1f} sessions per 1,000 "
+                        f"faulted connections, OpenSSH {lost['openssh default']:.1f} (target 0)"))
+    if args.soak:
+        tunnels = {}
+        for name, launch in launchers.items():
+            port, proc, _ = launch()
+            tunnels[name] = (port, proc.pid)
+        print(f"soak: {args.soak_connections} connections per tunnel with churn for "
+              f"{args.soak} minutes, both tunnels at once", flush=True)
+        soaked = run_soak(tunnels, args.soak, args.soak_connections,
+                          lambda text: print(text, flush=True))
+        print()
+        print("| tunnel | requests | failed | minute 1 -> last: fds, threads, RSS | flat |")
+        print("|---|---|---|---|---|")
+        for name, result in soaked.items():
+            flat, detail = result.flat()
+            print(f"| {name} | {result.requests} | {result.failed} | {detail} | "
+                  f"{'yes' if flat else 'no'} |")
+            if name == "forwarder":
+                results.append((result.failed == 0 and flat,
+                                f"soak: forwarder {result.requests} requests, {result.failed} "
+                                f"failed; {detail} (target: none failed, flat)"))
+        print()
+    for ok, text in results:
+        print(f"{'PASS' if ok else 'FAIL'}  {text}")
+    return 1 if any(not ok for ok, _ in results) else 0
 
 
 def setup(
