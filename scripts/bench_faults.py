@@ -219,7 +219,7 @@ def run_faults(
 # -- soak: the client, as its own process -----------------------------------------------------
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: kept in a set
 class _Conn:
     sock: socket.socket
     bulk: bool
@@ -377,7 +377,7 @@ def run_soak(tunnels: dict[str, tuple[int, int]], minutes: int, connections: int
     try:
         start = time.monotonic()
         for minute in range(1, minutes + 1):
-            time.sleep(max(0.0, start + 60 * minute - time.monotonic()))
+            time.sleep(max(0.0, start + 60 * minute + 2 - time.monotonic()))
             row = []
             for name, (_, pid) in tunnels.items():
                 results[name].samples.append(sample(pid))

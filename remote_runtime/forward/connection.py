@@ -77,6 +77,10 @@ class Connection:
         self.release = release  # the loop stops watching the socket before it is closed
         self.channel: paramiko.Channel | None = None
         self.lock = threading.Lock()
+        # Held while this channel's messages are made and sent, by the loop (which may
+        # wait) or the transport thread (which only tries: it never waits). Re-entrant:
+        # a failed send finishes the connection, which sends CLOSE.
+        self.send_lock = threading.RLock()
         self.deadline = time.monotonic() + settings.open_timeout
         self.mask = 0  # the selector events the loop registered
         # Shared with the transport thread, under `lock`:
@@ -91,6 +95,7 @@ class Connection:
         self._sock_closed = False
         self._wake_pending = False
         self._window_waiting = False
+        self._unsent = b""  # read from the client while a key exchange held the sending
         # The loop's own:
         self.opened = False
         self.refused = False
@@ -134,6 +139,11 @@ class Connection:
         self._flush()
         self._acknowledge()
         self._reply()
+        if self._unsent:
+            with self.send_lock:
+                unsent, self._unsent = self._unsent, b""
+                if not self._send_data(unsent):
+                    return
         if self._window_waiting and channel.out_window_size > 0:
             self._window_waiting, readable = False, True
         if readable and not self.done and not self._local_eof and not channel.closed:
@@ -160,18 +170,19 @@ class Connection:
         """Close the client socket and end the channel (CLOSE is its last message)."""
         if self.done:
             return
-        self.done = True
-        with self.lock:
-            self._sock_closed = True
-            self._out.clear()
-            # Still being opened: the transport thread closes it when the answer comes.
-            self._abandoned = not self.opened and not (self._answered or self._ended)
-            abandoned = self._abandoned
-        self.release(self)
-        with contextlib.suppress(OSError):
-            self.sock.close()
-        if self.channel is not None and not abandoned:
-            self._send_close()
+        with self.send_lock:  # the transport thread may be reading the first request
+            self.done = True
+            with self.lock:
+                self._sock_closed = True
+                self._out.clear()
+                # Still being opened: the transport thread closes it when the answer comes.
+                self._abandoned = not self.opened and not (self._answered or self._ended)
+                abandoned = self._abandoned
+            self.release(self)
+            with contextlib.suppress(OSError):
+                self.sock.close()
+            if self.channel is not None and not abandoned:
+                self._send_close_locked()
 
     # -- the loop thread, one job each --------------------------------------------------------
 
@@ -186,23 +197,29 @@ class Connection:
                 if channel.out_window_size <= 0:
                     return
             self._window_waiting = False
-            try:
-                data = self.sock.recv(min(self.settings.read_size, channel.out_window_size))
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                self.finish()  # reset by the client
-                return
-            if not data:
-                self._local_eof = True
-                self._send_eof()
-                return
-            if not self._send_data(data):
-                return
+            # Read and send as one step: the transport thread may read the first request.
+            with self.send_lock:
+                if self.done:
+                    return
+                try:
+                    data = self.sock.recv(min(self.settings.read_size, channel.out_window_size))
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    self.finish()  # reset by the client
+                    return
+                if not data:
+                    self._local_eof = True
+                    self._send_eof()
+                    return
+                if not self._send_data(data):
+                    return
             if len(data) < self.settings.read_size:
                 return  # the socket is most likely empty now
 
-    def _send_data(self, data: bytes) -> bool:
+    def _send_data(self, data: bytes, *, now: bool = False) -> bool:
+        """Send `data` in packets (holding `send_lock`). With `now` (the transport thread),
+        what a key exchange holds back is left in `_unsent` for the loop."""
         channel = self.channel
         assert channel is not None
         view = memoryview(data)
@@ -216,9 +233,15 @@ class Connection:
             message.add_byte(cMSG_CHANNEL_DATA)
             message.add_int(channel.remote_chanid)
             message.add_string(data if size == len(data) else view[:size])
-            view = view[size:]
-            if not self._send(message):
+            if now:
+                if not self.hooks.send_now(message):
+                    with channel.lock:
+                        channel.out_window_size += size
+                    self._unsent = bytes(view)
+                    return False
+            elif not self._send(message):
                 return False
+            view = view[size:]
         return True
 
     def _send_eof(self) -> None:
@@ -235,6 +258,10 @@ class Connection:
         self._after_server_end()
 
     def _send_close(self) -> None:
+        with self.send_lock:
+            self._send_close_locked()
+
+    def _send_close_locked(self) -> None:
         channel = self.channel
         assert channel is not None
         with self.lock:
@@ -255,11 +282,12 @@ class Connection:
             self.hooks.forget(channel)
 
     def _send(self, message: Message) -> bool:
-        try:
-            self.hooks.send(message)
-        except SEND_ERRORS:
-            self.finish()
-            return False
+        with self.send_lock:
+            try:
+                self.hooks.send(message)
+            except SEND_ERRORS:
+                self.finish()
+                return False
         return True
 
     def _flush(self) -> None:
@@ -343,8 +371,28 @@ class Connection:
             wake = not abandoned and self._wake_locked()
         if abandoned:
             self._close_abandoned()
-        elif wake:
+            return
+        self._first_request()
+        if wake:
             self.wake(self)
+
+    def _first_request(self) -> None:
+        """Forward what the client already sent, from here: the request then leaves
+        without waiting for the loop to wake up (a new connection's largest cost)."""
+        channel = self.channel
+        if channel is None or not channel.active or not self.send_lock.acquire(blocking=False):
+            return
+        try:
+            if self.done or self._close_sent or self._unsent:
+                return
+            try:
+                data = self.sock.recv(min(self.settings.read_size, channel.out_window_size))
+            except OSError:
+                return  # nothing yet, or an error the loop will see
+            if data:
+                self._send_data(data, now=True)
+        finally:
+            self.send_lock.release()
 
     def _close_abandoned(self) -> None:
         """The client left before the server answered: close the channel from here.
@@ -362,7 +410,8 @@ class Connection:
             message.add_byte(cMSG_CHANNEL_CLOSE)
             message.add_int(channel.remote_chanid)
             with contextlib.suppress(*SEND_ERRORS):
-                self.hooks.transport._send_user_message(message)
+                if not self.hooks.send_now(message):
+                    self.hooks.transport._send_user_message(message)  # queued behind the kex
         else:
             self.hooks.forget(channel)
 
