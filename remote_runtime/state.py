@@ -40,6 +40,8 @@ class Record:
     reconnects: int = 0
     endpoint: dict[str, Any] = field(default_factory=dict)  # providers.Endpoint.to_dict()
     phase: str = "up"  # "starting" until the health check passes, then "up"
+    # When the owner started, in seconds since boot: identifies it across clock steps.
+    owner_started: float | None = None
     version: int = VERSION
 
     @property
@@ -50,12 +52,17 @@ class Record:
 
     @property
     def alive(self) -> bool:
-        """The owner still runs: the PID is alive AND started before the record
-        was written (a recycled PID belongs to a younger process)."""
+        """The owner still runs: the PID is alive AND is the process that wrote the
+        record (a recycled PID belongs to a younger process). Compared in time since
+        boot, so a step of the wall clock never makes a live owner look stale."""
         if not procs.alive(self.pid):
             return False
-        started = procs.start_time(self.pid)
-        return started is None or started <= self.since + 2.0
+        if self.owner_started is not None:
+            started = procs.started_since_boot(self.pid)
+            return started is None or abs(started - self.owner_started) < 1.0
+        # A record from before owner_started: the PID must be older than the record.
+        wall = procs.start_time(self.pid)
+        return wall is None or wall <= self.since + 2.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,9 +74,16 @@ def _dir() -> Path:
 
 @contextlib.contextmanager
 def locked() -> Iterator[None]:
-    """Serialize state changes across processes."""
-    lock_path = _dir() / ".lock"
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    """Serialize state changes across processes.
+
+    Raises:
+        StateError: the state directory cannot be written (full disk, read-only).
+    """
+    try:
+        lock_path = _dir() / ".lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise _unwritable(exc) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -81,10 +95,24 @@ def _path(name: str) -> Path:
     return _dir() / f"{name}.json"
 
 
+def _unwritable(exc: OSError) -> StateError:
+    return StateError(f"cannot write the state directory {paths.state_dir()}: "
+                      f"{exc.strerror or exc}",
+                      hint="free some disk space, or make the directory writable")
+
+
 def write(record: Record) -> None:
-    path = _path(record.name)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write `record` atomically (a temp file renamed over the old one).
+
+    Raises:
+        StateError: the state directory cannot be written (full disk, read-only).
+    """
     data = json.dumps(record.to_dict(), indent=1, sort_keys=True)
+    try:
+        path = _path(record.name)
+    except OSError as exc:
+        raise _unwritable(exc) from None
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -92,8 +120,13 @@ def write(record: Record) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise _unwritable(exc) from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise
 
 

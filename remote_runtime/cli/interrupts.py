@@ -2,7 +2,9 @@
 
 SIGTERM and SIGHUP end a foreground runtime exactly as Ctrl-C does; during
 teardown every such signal is absorbed, so a second Ctrl-C cannot leave a
-remote server running.
+remote server running. `holding` keeps one handler for the whole command, so
+there is no moment (between starting and tearing down) where a signal finds
+Python's default and ends the process without teardown.
 """
 
 from __future__ import annotations
@@ -38,3 +40,35 @@ def terminate_as_interrupt() -> contextlib.AbstractContextManager[None]:
 def shielded(notice: Callable[[], None]) -> contextlib.AbstractContextManager[None]:
     """Inside: SIGINT, SIGTERM and SIGHUP only call `notice`."""
     return _handled((signal.SIGINT, *STOPPING_SIGNALS), lambda signum, frame: notice())
+
+
+class Holding:
+    """The signal state of a command that holds a runtime: see `holding`."""
+
+    def __init__(self, notice: Callable[[], None]) -> None:
+        self.notice = notice
+        self.armed = True
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.armed:
+            self.armed = False  # one KeyboardInterrupt at most, wherever it lands
+            raise KeyboardInterrupt
+        self.notice()
+
+    def shield(self) -> None:
+        """From now on every signal only calls `notice` (teardown has begun)."""
+        self.armed = False
+
+
+@contextlib.contextmanager
+def holding(notice: Callable[[], None]) -> Iterator[Holding]:
+    """Inside: the first SIGINT, SIGTERM or SIGHUP raises KeyboardInterrupt; every later
+    one, and every one after `shield()`, only calls `notice`.
+
+    Raised once at most, the interrupt can always be caught by a handler around the
+    code that shields (``try: try: ... finally: shield() except KeyboardInterrupt``),
+    and nothing after that can be interrupted: teardown then runs to the end.
+    """
+    state = Holding(notice)
+    with _handled((signal.SIGINT, *STOPPING_SIGNALS), state.handle):
+        yield state

@@ -38,7 +38,7 @@ from paramiko.common import (
 )
 from paramiko.message import Message
 
-from .hooks import TransportHooks
+from .hooks import TransportHooks, mark_closed
 
 SEND_ERRORS = (OSError, EOFError, paramiko.SSHException)
 
@@ -190,8 +190,7 @@ class Connection:
         channel = self.channel
         assert channel is not None
         for _ in range(READS_PER_TURN):
-            window = channel.out_window_size
-            if window <= 0:
+            if channel.out_window_size <= 0:
                 # Set before looking again: the transport thread wakes us only if set.
                 self._window_waiting = True
                 if channel.out_window_size <= 0:
@@ -199,23 +198,24 @@ class Connection:
             self._window_waiting = False
             # Read and send as one step: the transport thread may read the first request.
             with self.send_lock:
-                if self.done:
+                if self.done or not self._forward_some(channel):
                     return
-                try:
-                    data = self.sock.recv(min(self.settings.read_size, channel.out_window_size))
-                except (BlockingIOError, InterruptedError):
-                    return
-                except OSError:
-                    self.finish()  # reset by the client
-                    return
-                if not data:
-                    self._local_eof = True
-                    self._send_eof()
-                    return
-                if not self._send_data(data):
-                    return
-            if len(data) < self.settings.read_size:
-                return  # the socket is most likely empty now
+
+    def _forward_some(self, channel: paramiko.Channel) -> bool:
+        """One read from the client, sent on; False when there is nothing more to do now."""
+        try:
+            data = self.sock.recv(min(self.settings.read_size, channel.out_window_size))
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            self.finish()  # reset by the client
+            return False
+        if not data:
+            self._local_eof = True
+            self._send_eof()
+            return False
+        # A short read most likely emptied the socket.
+        return self._send_data(data) and len(data) == self.settings.read_size
 
     def _send_data(self, data: bytes, *, now: bool = False) -> bool:
         """Send `data` in packets (holding `send_lock`). With `now` (the transport thread),
@@ -270,9 +270,7 @@ class Connection:
             self._close_sent = True
             live = channel.active and self.hooks.transport.is_active()
             forget = self._close_received or not live
-        with channel.lock:
-            if not channel.closed:
-                channel._set_closed()
+        mark_closed(channel)
         if live:
             message = Message()
             message.add_byte(cMSG_CHANNEL_CLOSE)
@@ -402,16 +400,14 @@ class Connection:
         """
         channel = self.channel
         assert channel is not None
-        with channel.lock:
-            if not channel.closed:
-                channel._set_closed()
+        mark_closed(channel)
         if channel.active and self.hooks.transport.is_active():
             message = Message()
             message.add_byte(cMSG_CHANNEL_CLOSE)
             message.add_int(channel.remote_chanid)
             with contextlib.suppress(*SEND_ERRORS):
                 if not self.hooks.send_now(message):
-                    self.hooks.transport._send_user_message(message)  # queued behind the kex
+                    self.hooks.send_deferred(message)  # queued behind the key exchange
         else:
             self.hooks.forget(channel)
 

@@ -28,7 +28,8 @@ import collections
 import contextlib
 import logging
 import threading
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, cast
 
 import paramiko
 from paramiko.common import (
@@ -124,19 +125,28 @@ class ForwardedChannel(paramiko.Channel):
 
 
 _TEMPLATE = paramiko.Channel(0).__dict__
+_paramiko_channel: Any = paramiko.Channel
 
 
 def _new_channel(chanid: int, owner: Owner) -> ForwardedChannel:
-    channel = ForwardedChannel.__new__(ForwardedChannel)
+    channel: Any = ForwardedChannel.__new__(ForwardedChannel)
     channel.__dict__.update(_TEMPLATE)
     channel.chanid = chanid
     channel._name = str(chanid)
     channel.lock = threading.Lock()
-    channel.out_buffer_cv = _IGNORED  # type: ignore[assignment]
-    channel.event = channel.status_event = _IGNORED  # type: ignore[assignment]
-    channel.in_buffer = Sink(owner)  # type: ignore[assignment]
-    channel.in_stderr_buffer = _IGNORED  # type: ignore[assignment]
-    return channel
+    channel.out_buffer_cv = _IGNORED
+    channel.event = channel.status_event = _IGNORED
+    channel.in_buffer = Sink(owner)
+    channel.in_stderr_buffer = _IGNORED
+    return channel  # type: ignore[no-any-return]
+
+
+def mark_closed(channel: paramiko.Channel) -> None:
+    """Mark `channel` closed the way paramiko does (the owner sends the CLOSE itself)."""
+    inner: Any = channel
+    with channel.lock:
+        if not channel.closed:
+            inner._set_closed()
 
 
 class _OpenAnswer:
@@ -166,12 +176,14 @@ class TransportHooks:
 
     def __init__(self, transport: paramiko.Transport) -> None:
         self.transport = transport
+        # paramiko's private members, which its type stubs do not declare.
+        self._inner: Any = cast(Any, transport)
         self._owners: dict[int, Owner] = {}
         self._deferred: collections.deque[Message] = collections.deque()
         self._deferred_lock = threading.Lock()
         self._sender: threading.Thread | None = None
-        self._send_waiting = transport._send_user_message
-        table = dict(type(transport)._channel_handler_table)
+        self._send_waiting: Callable[[Message], None] = self._inner._send_user_message
+        table = dict(type(self._inner)._channel_handler_table)
         for kind, handler in (
             (MSG_CHANNEL_CLOSE, self._on_close),
             (MSG_CHANNEL_WINDOW_ADJUST, self._on_window_adjust),
@@ -181,8 +193,8 @@ class TransportHooks:
         ):
             table[kind] = self._for_owned(handler, table[kind])
         # Instance attributes shadow the class's: only this transport changes.
-        transport._channel_handler_table = table  # type: ignore[attr-defined]
-        transport._send_user_message = self._send_user_message  # type: ignore[method-assign]
+        self._inner._channel_handler_table = table
+        self._inner._send_user_message = self._send_user_message
 
     # -- channels -----------------------------------------------------------------------------
 
@@ -204,7 +216,7 @@ class TransportHooks:
         Raises:
             paramiko.SSHException: the transport is not active.
         """
-        transport = self.transport
+        transport = self._inner
         if not transport.is_active():
             raise paramiko.SSHException("SSH session not active")
         with transport.lock:
@@ -221,7 +233,7 @@ class TransportHooks:
             message.add_int(dest[1])
             message.add_string(origin[0])
             message.add_int(origin[1])
-            channel = _new_channel(chanid, owner)
+            channel: Any = _new_channel(chanid, owner)
             self._owners[chanid] = owner
             transport._channels.put(chanid, channel)
             transport.channel_events[chanid] = _OpenAnswer(owner)
@@ -229,11 +241,11 @@ class TransportHooks:
             channel._set_transport(transport)
             channel._set_window(window_size, max_packet_size)
         transport._send_user_message(message)
-        return channel
+        return channel  # type: ignore[no-any-return]
 
     def forget(self, channel: paramiko.Channel) -> None:
         """Both sides closed `channel` (or it never opened): drop every record of it."""
-        transport = self.transport
+        transport = self._inner
         with transport.lock:
             self._owners.pop(channel.chanid, None)
             transport.channel_events.pop(channel.chanid, None)
@@ -242,9 +254,13 @@ class TransportHooks:
             transport.channels_seen.pop(channel.chanid, None)
         transport._unlink_channel(channel.chanid)
 
+    def send_deferred(self, message: Message) -> None:
+        """Send from the transport thread: now, or behind a key exchange (never waits)."""
+        self._send_user_message(message)
+
     def send_now(self, message: Message) -> bool:
         """Send without waiting for a key exchange (from any thread); False if one is on."""
-        transport = self.transport
+        transport = self._inner
         with transport.clear_to_send_lock:
             if not transport.clear_to_send.is_set() or not transport.active:
                 return False
@@ -264,10 +280,14 @@ class TransportHooks:
 
     # -- the transport thread -------------------------------------------------------------------
 
-    def _for_owned(self, ours, theirs):  # type: ignore[no-untyped-def]
+    def _for_owned(
+        self,
+        ours: Callable[[Any, Owner, Message], None],
+        theirs: Callable[[Any, Message], None],
+    ) -> Callable[[Any, Message], None]:
         owners = self._owners
 
-        def handler(channel: paramiko.Channel, message: Message) -> None:
+        def handler(channel: Any, message: Message) -> None:
             owner = owners.get(channel.chanid)
             if owner is None:
                 theirs(channel, message)
@@ -276,32 +296,28 @@ class TransportHooks:
 
         return handler
 
-    def _on_close(self, channel: paramiko.Channel, owner: Owner, message: Message) -> None:
-        with channel.lock:
-            if not channel.closed:
-                channel._set_closed()  # wakes the owner through the sink
+    def _on_close(self, channel: Any, owner: Owner, message: Message) -> None:
+        mark_closed(channel)  # wakes the owner through the sink
         owner.close_received()
 
-    def _on_window_adjust(self, channel: paramiko.Channel, owner: Owner, message: Message) -> None:
-        paramiko.Channel._window_adjust(channel, message)
+    def _on_window_adjust(self, channel: Any, owner: Owner, message: Message) -> None:
+        _paramiko_channel._window_adjust(channel, message)
         owner.window_grew()
 
-    def _on_request(self, channel: paramiko.Channel, owner: Owner, message: Message) -> None:
+    def _on_request(self, channel: Any, owner: Owner, message: Message) -> None:
         # The only requests a server sends on a direct-tcpip channel are keepalives
         # (sshd's ClientAliveInterval): refused, as OpenSSH's client does, by the owner.
         message.get_text()
         if message.get_boolean():
             owner.request_needs_reply()
 
-    def _on_request_answer(
-        self, channel: paramiko.Channel, owner: Owner, message: Message
-    ) -> None:
+    def _on_request_answer(self, channel: Any, owner: Owner, message: Message) -> None:
         pass  # we send no requests on these channels
 
     def _send_user_message(self, message: Message) -> None:
         """paramiko's own sender, except that the transport thread never waits in it."""
-        transport = self.transport
-        if threading.current_thread() is not transport:
+        transport = self._inner
+        if threading.get_ident() != transport.ident:
             self._send_waiting(message)
             return
         with self._deferred_lock:

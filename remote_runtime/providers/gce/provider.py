@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -91,6 +92,7 @@ class GceProvider:
         # died does that); after a prepare() that never found the instance, it does not.
         self._prepared = False
         self._found = False
+        self._cancelled = threading.Event()
 
     @property
     def api(self) -> ComputeApi:
@@ -154,6 +156,10 @@ class GceProvider:
             extra={"project": api.project, "zone": s.zone, "instance": s.instance,
                    "instance_id": str(instance.id)},
         )
+
+    def cancel(self) -> None:
+        """From another thread: stop waiting for the instance (teardown has begun)."""
+        self._cancelled.set()
 
     def close(self, progress: Progress) -> None:
         if not self.settings.stop_on_exit or (self._prepared and not self._found):
@@ -226,7 +232,9 @@ class GceProvider:
                 raise CloudError(f"{self.target} is still {status} after "
                                  f"{self.start_timeout:.0f}s",
                                  hint="look at the instance in the Cloud console")
-            time.sleep(max(0.0, min(self.poll_interval, deadline - time.monotonic())))
+            if self._cancelled.wait(max(0.0, min(self.poll_interval,
+                                                 deadline - time.monotonic()))):
+                raise CloudError(f"stopped waiting for {self.target}: teardown began")
             instance = self._get_instance()
 
     # --- keys ----------------------------------------------------------------------------
