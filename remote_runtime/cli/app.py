@@ -133,7 +133,13 @@ def _hold_foreground(runtime: Runtime, *, as_json: bool) -> None:
 
 
 def _tearing_down() -> None:
-    err.print("[yellow]tearing down, please wait...[/yellow]")
+    """What a signal during teardown prints: once, however many signals come."""
+    if not _said_tearing_down:
+        _said_tearing_down.append(True)
+        err.print("[yellow]tearing down, please wait...[/yellow]")
+
+
+_said_tearing_down: list[bool] = []
 
 
 @app.command("list")
