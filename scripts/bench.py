@@ -356,10 +356,17 @@ def start_openssh(
 
 
 def start_python_tunnel(
-    procs: Processes, sshd: Sshd, target: int, impl: str, extra: list[str]
+    procs: Processes, sshd: Sshd, target: int, impl: str, extra: list[str],
+    tree: Path | None = None,
 ) -> tuple[int, subprocess.Popen[bytes], str]:
+    """bench_tunnel.py as its own process; with `tree`, that checkout's package is used."""
+    script = TUNNEL_SCRIPT
+    if tree is not None:
+        # This tunnel script, run from inside the other checkout, imports its package.
+        script = str(tree / "scripts" / ".bench_tunnel_here.py")
+        Path(script).write_text(Path(TUNNEL_SCRIPT).read_text())
     argv = [
-        sys.executable, TUNNEL_SCRIPT,
+        sys.executable, script,
         "--impl", impl,
         "--ssh-port", str(sshd.port),
         "--user", sshd.user,
@@ -519,6 +526,12 @@ def main() -> int:
         metavar="NAME=ARGS",
         help="also measure our forwarder with these bench_tunnel.py options",
     )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also measure the forwarder of another checkout (e.g. `git worktree` of main)",
+    )
     args = parser.parse_args()
     bulk_mib = args.bulk_mib or (64 if args.quick else 512)
     runs = args.runs or 3
@@ -671,6 +684,9 @@ def setup(
         "forwarder",
         lambda: start_python_tunnel(procs, sshd, target, "forwarder", fwd_extra),
     )
+    if args.before is not None:
+        add("forwarder before", "forwarder",
+            lambda: start_python_tunnel(procs, sshd, target, "forwarder", [], args.before))
     for spec in args.variant:
         name, _, extra = spec.partition("=")
         add(

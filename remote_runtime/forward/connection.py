@@ -151,6 +151,14 @@ class Connection:
         if not self.done:
             self._after_server_end()
 
+    def readable(self) -> None:
+        """The client's socket has something: most often a request on an open connection."""
+        if (self.opened and not self.done and not self._local_eof and not self._window_waiting
+                and not self._unsent and not self._out):
+            self._read_client()  # anything else due comes with a wake-up (`step`)
+        else:
+            self.step(readable=True)
+
     def interest(self) -> int:
         """The selector events this connection waits for now."""
         if self.done or self._sock_closed:
@@ -220,6 +228,24 @@ class Connection:
     def _send_data(self, data: bytes, *, now: bool = False) -> bool:
         """Send `data` in packets (holding `send_lock`). With `now` (the transport thread),
         what a key exchange holds back is left in `_unsent` for the loop."""
+        channel = self.channel
+        assert channel is not None
+        if not now and len(data) <= channel.out_max_packet_size - 64:
+            with channel.lock:  # one packet (a request): the common case, made short
+                if channel.closed or self._close_sent:
+                    return False
+                fits = channel.out_window_size >= len(data)
+                if fits:
+                    channel.out_window_size -= len(data)
+            if fits:
+                message = Message()
+                message.add_byte(cMSG_CHANNEL_DATA)
+                message.add_int(channel.remote_chanid)
+                message.add_string(data)
+                return self._send(message)
+        return self._send_data_in_packets(data, now)
+
+    def _send_data_in_packets(self, data: bytes, now: bool) -> bool:
         channel = self.channel
         assert channel is not None
         view = memoryview(data)

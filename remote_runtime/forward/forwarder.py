@@ -232,14 +232,18 @@ class Forwarder(Resource):
                         self._accept_ready(key.fileobj)  # type: ignore[arg-type]
                     else:
                         conn: Connection = key.data
-                        conn.step(readable=bool(events & selectors.EVENT_READ))
+                        if events & selectors.EVENT_READ:
+                            conn.readable()
+                        else:
+                            conn.step()
                         self._update(conn)
-                with self._lock:
-                    woken, self._woken = self._woken, []
-                    self._wake_sent = False
-                for conn in woken:
-                    conn.step()
-                    self._update(conn)
+                if self._woken:  # read without the lock: a wake-up missed here comes again
+                    with self._lock:
+                        woken, self._woken = self._woken, []
+                        self._wake_sent = False
+                    for conn in woken:
+                        conn.step()
+                        self._update(conn)
                 now = time.monotonic()
                 if now >= next_tick:
                     next_tick = now + TICK

@@ -274,9 +274,10 @@ class TransportHooks:
             EOFError: the transport has ended (paramiko would drop the message).
             paramiko.SSHException: a key exchange did not finish in time.
         """
-        if not self.transport.is_active():
-            raise EOFError("the SSH session has ended")
-        self._send_waiting(message)
+        if not self.send_now(message):
+            if not self.transport.is_active():
+                raise EOFError("the SSH session has ended")
+            self._send_waiting(message)  # a key exchange is under way: wait it out
 
     # -- the transport thread -------------------------------------------------------------------
 
