@@ -41,9 +41,15 @@ def _connect(args: argparse.Namespace) -> tuple[ssh.Session, paramiko.Transport]
     """The tool's own connection code: strict host key, AES-GCM first, TCP_NODELAY,
     read-ahead socket, exactly as `remote-runtime up` connects."""
     known = Path(tempfile.mkdtemp(prefix="bench-known-")) / "known_hosts"
-    known.write_text(f"[127.0.0.1]:{args.ssh_port} {args.host_key_line}\n")
-    session = ssh.connect(Endpoint(host="127.0.0.1", port=args.ssh_port, user=args.user,
-                                   identity_file=Path(args.key), known_hosts=known))
+    if args.proxy_command:
+        known.write_text(f"127.0.0.1 {args.host_key_line}\n")
+        endpoint = Endpoint(host="127.0.0.1", user=args.user, identity_file=Path(args.key),
+                            known_hosts=known, proxy_command=args.proxy_command)
+    else:
+        known.write_text(f"[127.0.0.1]:{args.ssh_port} {args.host_key_line}\n")
+        endpoint = Endpoint(host="127.0.0.1", port=args.ssh_port, user=args.user,
+                            identity_file=Path(args.key), known_hosts=known)
+    session = ssh.connect(endpoint)
     return session, session.transport
 
 
@@ -88,7 +94,8 @@ def run_sshtunnel(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--impl", choices=["forwarder", "sshtunnel"], required=True)
-    parser.add_argument("--ssh-port", type=int, required=True)
+    parser.add_argument("--ssh-port", type=int)
+    parser.add_argument("--proxy-command", help="reach sshd through this command instead")
     parser.add_argument("--user", required=True)
     parser.add_argument("--key", required=True)
     parser.add_argument("--host-key-line", required=True)
