@@ -595,6 +595,9 @@ def suites(procs: Processes, sshd: Sshd, workdir: Path, target: int,
         "openssh default": lambda: start_openssh(procs, sshd, workdir, target, None),
         "forwarder": lambda: start_python_tunnel(procs, sshd, target, "forwarder", []),
     }
+    if args.before is not None:
+        launchers["forwarder before"] = lambda: start_python_tunnel(
+            procs, sshd, target, "forwarder", [], args.before)
     results: list[tuple[bool, str]] = []
     if args.faults:
         print(f"faults: {args.faults} connections per tunnel, in bursts of 10, each kind in "
