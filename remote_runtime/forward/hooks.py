@@ -253,6 +253,11 @@ class TransportHooks:
             # CLOSEs none can come, and a long-lived tunnel would grow it without end.
             transport.channels_seen.pop(channel.chanid, None)
         transport._unlink_channel(channel.chanid)
+        # The sink refers to the owner, which refers to the channel: break that cycle, so
+        # the connection is freed now rather than by a full garbage collection, which a
+        # busy tunnel runs too seldom to keep its memory flat.
+        inner: Any = channel
+        inner.in_buffer = _IGNORED
 
     def send_deferred(self, message: Message) -> None:
         """Send from the transport thread: now, or behind a key exchange (never waits)."""

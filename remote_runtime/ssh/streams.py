@@ -79,18 +79,20 @@ class ReadAheadSocket:
 
     def __init__(self, sock: socket.socket, size: int = READ_AHEAD):
         self._sock = sock
-        self._size = size
-        self._buf = b""
+        # One buffer for every read: a fresh 256 KiB object per read, shrunk to what
+        # came, fragments the heap of a long-lived tunnel (its memory kept creeping up).
+        self._area = memoryview(bytearray(size))
+        self._end = 0
         self._pos = 0
 
     def recv(self, n: int) -> bytes:
-        if self._pos >= len(self._buf):
-            data = self._sock.recv(max(n, self._size))
-            if len(data) <= n:
-                return data
-            self._buf, self._pos = data, 0
-        end = self._pos + n
-        out = self._buf[self._pos:end]
+        if self._pos >= self._end:
+            got = self._sock.recv_into(self._area)
+            if got <= n:
+                return bytes(self._area[:got])
+            self._end, self._pos = got, 0
+        end = min(self._pos + n, self._end)
+        out = bytes(self._area[self._pos:end])
         self._pos = end
         return out
 
