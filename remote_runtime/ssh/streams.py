@@ -6,8 +6,10 @@ lets paramiko read a whole packet per system call instead of one per field.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 import tempfile
 from typing import IO
 
@@ -96,5 +98,23 @@ class ReadAheadSocket:
         self._pos = end
         return out
 
+    def send(self, data: bytes) -> int:
+        """Send without the readiness poll that a socket with a timeout makes first.
+
+        paramiko gives its socket a timeout, so every send() was a poll() then a send().
+        The descriptor is non-blocking underneath: try the write at once, and wait (the
+        socket's own send) only when the kernel's buffer is full.
+        """
+        if _DIRECT_WRITE:
+            try:
+                return os.write(self._sock.fileno(), data)
+            except (BlockingIOError, InterruptedError):
+                pass
+        return self._sock.send(data)
+
     def __getattr__(self, name: str) -> object:
         return getattr(self._sock, name)
+
+
+# Sockets are plain descriptors that write() accepts everywhere but on Windows.
+_DIRECT_WRITE = sys.platform != "win32"
