@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import socket
 import threading
 import time
@@ -44,6 +45,10 @@ SEND_ERRORS = (OSError, EOFError, paramiko.SSHException)
 
 # Client reads per wake-up before the loop turns to other connections.
 READS_PER_TURN = 4
+# Scatter-gather sends where the platform has them (not on Windows), of at most this
+# many buffers at once (well below any system's IOV_MAX).
+_SENDMSG = hasattr(socket.socket, "sendmsg")
+SENDMSG_MAX = 64
 
 
 class Settings:
@@ -85,6 +90,8 @@ class Connection:
         self.mask = 0  # the selector events the loop registered
         # Shared with the transport thread, under `lock`:
         self._out: collections.deque[bytes] = collections.deque()
+        self._blocked = False  # the client's socket was full: the loop writes the rest
+        self._held = False  # `_out` waits for the transport's next read (more is coming)
         self._unacked = 0  # bytes the client took since our last window adjust
         self._answered = False
         self._ended = False  # the server's EOF or CLOSE (or the transport died)
@@ -167,7 +174,7 @@ class Connection:
         if (self.opened and not self._local_eof and not self._window_waiting
                 and not self.channel.closed):  # type: ignore[union-attr]
             mask |= 1  # selectors.EVENT_READ
-        if self._out:
+        if self._blocked:
             mask |= 2  # selectors.EVENT_WRITE
         return mask
 
@@ -319,24 +326,36 @@ class Connection:
         if not self._out:
             return
         with self.lock:
-            out = self._out
-            while out:
-                chunk = out[0]
-                try:
-                    sent = self.sock.send(chunk)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError:
-                    self._client_failed = True
-                    break
-                self._unacked += sent
-                if sent < len(chunk):
-                    out[0] = chunk[sent:]
-                    break
-                out.popleft()
+            self._write_out_locked()
             failed = self._client_failed
         if failed:
             self.finish()
+
+    def _write_out_locked(self) -> None:
+        """Under `lock`, from either thread: send `_out` to the client, all at once if it
+        takes it (one system call for what several packets brought); what it does not
+        take waits for the loop (`_blocked`)."""
+        out = self._out
+        while out:
+            try:
+                if _SENDMSG and len(out) > 1:
+                    sent = self.sock.sendmsg(list(itertools.islice(out, SENDMSG_MAX)))
+                else:
+                    sent = self.sock.send(out[0])
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self._client_failed = True
+                out.clear()
+                break
+            self._unacked += sent
+            while out and sent >= len(out[0]):
+                sent -= len(out.popleft())
+            if out and sent:
+                out[0] = out[0][sent:]
+            if out and not sent:
+                break
+        self._blocked = bool(out)
 
     def _acknowledge(self) -> None:
         """Grant the server window for what the client took."""
@@ -438,31 +457,46 @@ class Connection:
             self.hooks.forget(channel)
 
     def feed(self, data: bytes) -> None:
-        wake = False
+        hold = self.hooks.more_coming()
         with self.lock:
             if self._sock_closed or self._client_failed:
                 return  # the client is gone; the loop is closing the channel
-            if self._out:
-                self._out.append(data)
-            else:
-                try:
-                    sent = self.sock.send(data)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError:
-                    self._client_failed = True
-                    sent = len(data)
-                self._unacked += sent
-                if sent < len(data):
-                    self._out.append(data[sent:] if sent else data)
-                    wake = True
-            if wake or self._unacked >= self._adjust_at or self._client_failed:
-                wake = self._wake_locked()
+            self._out.append(data)
+            if self._blocked:
+                return  # the loop writes when the client's socket takes more
+            if hold:
+                # More packets are already read: send them together, before the next read.
+                if not self._held:
+                    self._held = True
+                    self.hooks.hold_until_read(self)
+                return
+            wake = self._after_write_locked()
         if wake:
             self.wake(self)
 
+    def flush_held(self) -> None:
+        """The transport is about to read again: send what `feed` held back."""
+        with self.lock:
+            self._held = False
+            if self._sock_closed or self._blocked or not self._out:
+                return
+            wake = self._after_write_locked()
+        if wake:
+            self.wake(self)
+
+    def _after_write_locked(self) -> bool:
+        """Write `_out`; True if the loop must now look (blocked, window due, failed, or
+        the server's end can be passed on)."""
+        self._write_out_locked()
+        needed = (self._blocked or self._client_failed or self._unacked >= self._adjust_at
+                  or (self._ended and not self._out))
+        return needed and self._wake_locked()
+
     def ended(self) -> None:
         with self.lock:
+            if self._held and not self._sock_closed and not self._blocked:
+                self._write_out_locked()  # the last data before the end, sent first
+            self._held = False
             self._ended = True
             wake = self._wake_locked()
             forget = self._abandoned and not self._answered

@@ -56,6 +56,7 @@ class Owner(Protocol):
     def window_grew(self) -> None: ...
     def request_needs_reply(self) -> None: ...
     def close_received(self) -> None: ...
+    def flush_held(self) -> None: ...
 
 
 class Sink:
@@ -183,6 +184,14 @@ class TransportHooks:
         self._deferred_lock = threading.Lock()
         self._sender: threading.Thread | None = None
         self._send_waiting: Callable[[Message], None] = self._inner._send_user_message
+        # A read-ahead socket under the transport (ssh.streams) tells us when more packets
+        # are already read, and calls us before it reads again: data for the clients is
+        # then sent in one system call per burst instead of one per packet.
+        self._held: list[Owner] = []
+        sock = getattr(transport, "sock", None)
+        self._read_ahead: Any = sock if hasattr(sock, "buffered") else None
+        if self._read_ahead is not None:
+            self._read_ahead.before_read = self._flush_held
         table = dict(type(self._inner)._channel_handler_table)
         for kind, handler in (
             (MSG_CHANNEL_CLOSE, self._on_close),
@@ -258,6 +267,23 @@ class TransportHooks:
         # busy tunnel runs too seldom to keep its memory flat.
         inner: Any = channel
         inner.in_buffer = _IGNORED
+
+    def more_coming(self) -> bool:
+        """From the transport thread: more packets are already read and about to be handled."""
+        read_ahead = self._read_ahead
+        return read_ahead is not None and read_ahead.buffered() > 0
+
+    def hold_until_read(self, owner: Owner) -> None:
+        """From the transport thread: call `owner.flush_held()` before the next read."""
+        self._held.append(owner)
+
+    def _flush_held(self) -> None:
+        held, self._held = self._held, []
+        for owner in held:
+            try:
+                owner.flush_held()
+            except Exception:  # the transport's reader must go on whatever happened
+                log.exception("forwarder: sending held data failed")
 
     def send_deferred(self, message: Message) -> None:
         """Send from the transport thread: now, or behind a key exchange (never waits)."""

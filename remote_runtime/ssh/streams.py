@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from typing import IO
 
 from .. import procs
@@ -86,9 +87,18 @@ class ReadAheadSocket:
         self._area = memoryview(bytearray(size))
         self._end = 0
         self._pos = 0
+        # Called (by the transport's reader) before it reads the socket again, i.e. once
+        # what was read ahead is used up: the forwarder sends what it held back then.
+        self.before_read: Callable[[], None] | None = None
+
+    def buffered(self) -> int:
+        """Bytes read ahead and not yet handed out (more packets are on their way in)."""
+        return self._end - self._pos
 
     def recv(self, n: int) -> bytes:
         if self._pos >= self._end:
+            if self.before_read is not None:
+                self.before_read()
             got = self._sock.recv_into(self._area)
             if got <= n:
                 return bytes(self._area[:got])

@@ -80,8 +80,19 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
 
 @pytest.fixture
 def transport(sshd: Sshd) -> Iterator[paramiko.Transport]:
-    """An authenticated paramiko transport to `sshd`, closed after the test."""
+    """An authenticated paramiko transport to `sshd` over the socket `up` uses (with
+    read-ahead), closed after the test."""
     opened = open_transport(sshd)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture(params=["read-ahead", "plain socket"])
+def any_transport(request: pytest.FixtureRequest, sshd: Sshd) -> Iterator[paramiko.Transport]:
+    """`transport`, over either socket: the forwarder sends held data differently."""
+    opened = open_transport(sshd, read_ahead=request.param == "read-ahead")
     try:
         yield opened
     finally:

@@ -74,8 +74,9 @@ def make_forwarder(transport: paramiko.Transport, remote_port: int, port: int = 
 
 
 def test_echo_round_trip_of_several_megabytes(
-    transport: paramiko.Transport, echo_server: TargetServer
+    any_transport: paramiko.Transport, echo_server: TargetServer
 ) -> None:
+    transport = any_transport
     payload = os.urandom(8 * 1024 * 1024)
     with make_forwarder(transport, echo_server.port) as fwd, connect(fwd.port) as sock:
         received: list[bytes] = []
@@ -90,7 +91,8 @@ def test_echo_round_trip_of_several_megabytes(
         assert recv_exactly(sock, 4) == b"ping"
 
 
-def test_download_until_the_remote_closes(transport: paramiko.Transport) -> None:
+def test_download_until_the_remote_closes(any_transport: paramiko.Transport) -> None:
+    transport = any_transport
     with target(download) as server, make_forwarder(transport, server.port) as fwd:
         with connect(fwd.port) as sock:
             data = recv_all(sock)
@@ -98,7 +100,8 @@ def test_download_until_the_remote_closes(transport: paramiko.Transport) -> None
         assert hashlib.sha256(data).digest() == hashlib.sha256(PAYLOAD).digest()
 
 
-def test_upload_then_half_close_reaches_the_remote(transport: paramiko.Transport) -> None:
+def test_upload_then_half_close_reaches_the_remote(any_transport: paramiko.Transport) -> None:
+    transport = any_transport
     payload = os.urandom(4 * 1024 * 1024)
     with target(digest_sink) as server, make_forwarder(transport, server.port) as fwd:
         with connect(fwd.port) as sock:
@@ -127,8 +130,9 @@ def test_new_connections_are_not_delayed_by_nagle(
 
 
 def test_three_hundred_concurrent_connections_are_all_served(
-    transport: paramiko.Transport, echo_server: TargetServer
+    any_transport: paramiko.Transport, echo_server: TargetServer
 ) -> None:
+    transport = any_transport
     count = 300
     results: list[bool] = [False] * count
     opened = threading.Barrier(count + 1, timeout=TIMEOUT)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 
 import paramiko
 
+from remote_runtime.ssh.streams import ReadAheadSocket
 from sandbox.sshd import Sshd
 
 GCM = "aes128-gcm@openssh.com"
@@ -123,10 +124,14 @@ def connect(port: int, host: str = "127.0.0.1", timeout: float = TIMEOUT) -> soc
     return socket.create_connection((host, port), timeout=timeout)
 
 
-def open_transport(server: Sshd) -> paramiko.Transport:
-    """A bare paramiko transport; the host key must be the sandbox's, AES-GCM preferred."""
+def open_transport(server: Sshd, *, read_ahead: bool = True) -> paramiko.Transport:
+    """A paramiko transport over the socket `up` uses (read-ahead, TCP_NODELAY), or a
+    plain socket; the host key must be the sandbox's, AES-GCM preferred."""
     assert server.port is not None
-    transport = paramiko.Transport(socket.create_connection(("127.0.0.1", server.port), 10))
+    sock = socket.create_connection(("127.0.0.1", server.port), 10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    stream: socket.socket | ReadAheadSocket = ReadAheadSocket(sock) if read_ahead else sock
+    transport = paramiko.Transport(stream)  # type: ignore[arg-type]
     try:
         options = transport.get_security_options()
         options.ciphers = (GCM, *(c for c in options.ciphers if c != GCM))
