@@ -75,6 +75,7 @@ class Connection:
         release: Callable[[Connection], None],
     ) -> None:
         self.sock = sock
+        self.fd = sock.fileno()  # what the loop polls (a closed socket forgets it)
         self.peer = peer
         self.hooks = hooks
         self.settings = settings
@@ -173,9 +174,9 @@ class Connection:
         mask = 0
         if (self.opened and not self._local_eof and not self._window_waiting
                 and not self.channel.closed):  # type: ignore[union-attr]
-            mask |= 1  # selectors.EVENT_READ
+            mask |= 1  # poller.READ
         if self._blocked:
-            mask |= 2  # selectors.EVENT_WRITE
+            mask |= 2  # poller.WRITE
         return mask
 
     def expired(self, now: float) -> bool:

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import selectors
 import socket
 import threading
 import time
+from typing import Any
 
 import paramiko
 
@@ -30,6 +30,7 @@ from ..lifecycle import Resource
 from .connection import Connection, Settings
 from .hooks import TransportHooks
 from .listen import bind_listeners, check_loopback
+from .poller import READ, make_poller
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,6 @@ TICK = 1.0
 DEFAULT_BIND_HOSTS = ("127.0.0.1", "::1")
 
 _WAKE = "wake"
-_LISTENER = "listener"
 
 
 class Forwarder(Resource):
@@ -121,7 +121,7 @@ class Forwarder(Resource):
         self._lock = threading.RLock()  # re-entrant: close() may run in a signal handler
         self._listeners: list[socket.socket] = []
         self._connections: set[Connection] = set()
-        self._selector: selectors.BaseSelector | None = None
+        self._selector: Any = None  # a poller (forward.poller)
         self._thread: threading.Thread | None = None
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
@@ -153,7 +153,7 @@ class Forwarder(Resource):
                 raise RuntimeError("a Forwarder can only be started once")
             self._started = True
             self._use(self._transport)
-            selector = selectors.DefaultSelector()
+            selector = make_poller()
             try:
                 port, listeners = bind_listeners(self.bind_hosts, self.port)
                 self._listeners.extend(listener for _, listener in listeners)
@@ -162,10 +162,10 @@ class Forwarder(Resource):
                 self._wake_r, self._wake_w = socket.socketpair()
                 self._wake_r.setblocking(False)
                 self._wake_w.setblocking(False)
-                selector.register(self._wake_r, selectors.EVENT_READ, _WAKE)
+                selector.register(self._wake_r.fileno(), READ, _WAKE)
                 for listener in self._listeners:
                     listener.setblocking(False)
-                    selector.register(listener, selectors.EVENT_READ, _LISTENER)
+                    selector.register(listener.fileno(), READ, listener)
                 self._selector = selector
                 thread = threading.Thread(
                     target=self._run, name=f"forwarder-{self.port}", daemon=True
@@ -225,18 +225,17 @@ class Forwarder(Resource):
         next_tick = time.monotonic() + TICK
         try:
             while not self._closing:
-                for key, events in selector.select(TICK):
-                    if key.data is _WAKE:
-                        self._drain_wakeup()
-                    elif key.data is _LISTENER:
-                        self._accept_ready(key.fileobj)  # type: ignore[arg-type]
-                    else:
-                        conn: Connection = key.data
-                        if events & selectors.EVENT_READ:
-                            conn.readable()
+                for item, events in selector.poll(TICK):
+                    if item.__class__ is Connection:
+                        if events & READ:
+                            item.readable()
                         else:
-                            conn.step()
-                        self._update(conn)
+                            item.step()
+                        self._update(item)
+                    elif item is _WAKE:
+                        self._drain_wakeup()
+                    else:
+                        self._accept_ready(item)
                 if self._woken:  # read without the lock: a wake-up missed here comes again
                     with self._lock:
                         woken, self._woken = self._woken, []
@@ -267,7 +266,7 @@ class Forwarder(Resource):
             assert self._selector is not None
             for listener in self._listeners:
                 with contextlib.suppress(KeyError, ValueError, OSError):
-                    self._selector.register(listener, selectors.EVENT_READ, _LISTENER)
+                    self._selector.register(listener.fileno(), READ, listener)
 
     def _shutdown(self) -> None:
         self._close_listeners()
@@ -296,18 +295,18 @@ class Forwarder(Resource):
         selector = self._selector
         assert selector is not None
         if conn.mask == 0:
-            selector.register(conn.sock, mask, conn)
+            selector.register(conn.fd, mask, conn)
         elif mask == 0:
-            selector.unregister(conn.sock)
+            selector.unregister(conn.fd)
         else:
-            selector.modify(conn.sock, mask, conn)
+            selector.modify(conn.fd, mask, conn)
         conn.mask = mask
 
     def _release(self, conn: Connection) -> None:
         """Called by `Connection.finish` (in the loop) before it closes its socket."""
         if conn.mask and self._selector is not None:
             with contextlib.suppress(KeyError, ValueError, OSError):
-                self._selector.unregister(conn.sock)
+                self._selector.unregister(conn.fd)
         conn.mask = 0
 
     def _wake(self, conn: Connection) -> None:
@@ -357,7 +356,7 @@ class Forwarder(Resource):
         assert self._selector is not None
         for listener in self._listeners:
             with contextlib.suppress(KeyError, ValueError, OSError):
-                self._selector.unregister(listener)
+                self._selector.unregister(listener.fileno())
         self._accept_paused_until = time.monotonic() + ACCEPT_ERROR_PAUSE
 
     def _start_connection(self, sock: socket.socket, peer: tuple[str, int]) -> None:
