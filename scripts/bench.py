@@ -79,13 +79,7 @@ class Processes:
         if proc.stdin is not None:
             with contextlib.suppress(OSError):
                 proc.stdin.close()
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        _terminate(proc)
 
     def stop_all(self) -> None:
         """Close stdin (our helpers then exit on their own), then terminate, then kill."""
@@ -97,16 +91,21 @@ class Processes:
         for proc in reversed(self.procs):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
+            _terminate(proc)
             for stream in (proc.stdout, proc.stderr):
                 if stream is not None:
                     stream.close()
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a process we started if it still runs, then kill it after 5 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
 
 
 def read_line(proc: subprocess.Popen[bytes], prefix: str, timeout: float) -> str:

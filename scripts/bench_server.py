@@ -55,11 +55,7 @@ def _handle(conn: socket.socket) -> None:
             verb, _, arg = _read_line(conn).partition(b" ")
             size = int(arg or b"0")
             if verb == b"BULK" and 0 <= size <= MAX_BULK:
-                view = memoryview(CHUNK)
-                while size > 0:
-                    step = min(size, len(CHUNK))
-                    conn.sendall(view[:step])
-                    size -= step
+                _send_bytes(conn, size)
                 conn.shutdown(socket.SHUT_WR)
             elif verb == b"SINK" and 0 <= size <= MAX_BULK:
                 buf = memoryview(bytearray(len(CHUNK)))
@@ -79,16 +75,20 @@ def _handle(conn: socket.socket) -> None:
             pass
 
 
+def _send_bytes(conn: socket.socket, size: int) -> None:
+    view = memoryview(CHUNK)
+    while size > 0:
+        step = min(size, len(CHUNK))
+        conn.sendall(view[:step])
+        size -= step
+
+
 def _ends_early(conn: socket.socket, verb: bytes, size: int) -> None:
     if verb == b"EARLY":
         conn.recv(4096)
         conn.sendall(b"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\n\r\n")
     elif verb == b"RESET" and 0 <= size <= MAX_BULK:
-        view = memoryview(CHUNK)
-        while size > 0:
-            step = min(size, len(CHUNK))
-            conn.sendall(view[:step])
-            size -= step
+        _send_bytes(conn, size)
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     elif verb == b"DIGEST":
         digest = hashlib.sha256()

@@ -73,6 +73,14 @@ def fill(directory: Path) -> Path:
     return filler
 
 
+def storm(proc: subprocess.Popen[str], seconds: float = 30) -> None:
+    """SIGTERM after SIGTERM, as fast as they can be sent, until `proc` exits."""
+    deadline = time.monotonic() + seconds
+    while proc.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+
+
 def cut_and_wait_healthy(box: Sandbox, profiles: Path) -> None:
     """Kill every SSH session (the network drops); wait until `status` is healthy again,
     which needs the supervisor to have reconnected."""
@@ -139,10 +147,7 @@ def test_a_storm_of_signals_never_skips_the_teardown(
     try:
         up.wait_ready(UP_TIMEOUT)
         server = remote_server(box, port)
-        deadline = time.monotonic() + 30
-        while up.proc.poll() is None and time.monotonic() < deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(up.proc.pid, signal.SIGTERM)
+        storm(up.proc)
         status = up.wait(60)
     finally:
         up.kill()
@@ -172,10 +177,7 @@ def test_a_signal_storm_during_run_still_tears_down(
     try:
         wait_until(ready.exists, UP_TIMEOUT, "the command to start", interval=0.2)
         server = remote_server(box, port)
-        deadline = time.monotonic() + 30
-        while proc.poll() is None and time.monotonic() < deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
+        storm(proc)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
