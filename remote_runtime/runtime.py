@@ -143,29 +143,22 @@ class Runtime(Resource):
         self._start_thread = threading.current_thread()
         self._start_done.clear()
         try:
+            # Every phase below reports progress first: a cancelled start stops there.
             deadline = time.monotonic() + self.options.timeout
             self._claim_record()
             endpoint = self._prepare_target()
-            self._check_cancelled()
             self._connect(endpoint)
-            self._check_cancelled()
             probe, jupyter_argv, wanted, explicit = self._prepare_remote()
-            self._check_cancelled()
             port, notes = self._bind_forwarder(probe, wanted, explicit)
             self._start_server(probe, port, jupyter_argv)
             self._start_heartbeat()
             self._undo.push(self._stop_heartbeat)
-            self._check_cancelled()
             report = self._check_health(port, deadline)
             return self._publish(endpoint, port, jupyter_argv, report, notes)
         finally:
             self._start_done.set()
             if self._gave_up_waiting:  # close() did not wait this long: release the rest
                 self._undo.unwind()
-
-    def _check_cancelled(self) -> None:
-        if self._cancelled.is_set():
-            raise StartCancelled("stopped before the runtime was up")
 
     def _claim_record(self) -> None:
         """Claimed before any work: a second `up` of the same name is refused, and

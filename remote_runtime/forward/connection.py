@@ -5,10 +5,10 @@ Two threads touch a connection, and neither ever waits for the other:
 - the forwarder's loop thread reads the client, sends everything that goes to the
   server (data, EOF, CLOSE, window adjusts, replies), and closes; being the only
   sender of this channel's messages, it sends them in order, and nothing after CLOSE;
-- paramiko's transport thread calls the `hooks.Owner` methods: it writes what the
-  server sent straight to the client when the socket takes it at once, leaves the
-  rest in `_out` for the loop, and otherwise only records what happened and wakes
-  the loop (`wake`).
+- paramiko's transport thread calls the `hooks.Owner` methods (`server_side`): it
+  writes what the server sent straight to the client when the socket takes it at
+  once, leaves the rest in `_out` for the loop, and otherwise only records what
+  happened and wakes the loop (`wake`).
 
 Both sockets are non-blocking. Flow control is SSH's: we read from the client at
 most what the server's window allows, and grant the server more window only for
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import itertools
 import socket
 import threading
 import time
@@ -40,15 +39,10 @@ from paramiko.common import (
 from paramiko.message import Message
 
 from .hooks import TransportHooks, mark_closed
-
-SEND_ERRORS = (OSError, EOFError, paramiko.SSHException)
+from .server_side import SEND_ERRORS, ServerSide
 
 # Client reads per wake-up before the loop turns to other connections.
 READS_PER_TURN = 4
-# Scatter-gather sends where the platform has them (not on Windows), of at most this
-# many buffers at once (well below any system's IOV_MAX).
-_SENDMSG = hasattr(socket.socket, "sendmsg")
-SENDMSG_MAX = 64
 
 
 class Settings:
@@ -62,8 +56,9 @@ class Settings:
         self.open_timeout = open_timeout
 
 
-class Connection:
-    """One client socket and its channel (see the module docstring for who does what)."""
+class Connection(ServerSide):
+    """One client socket and its channel: the loop's half (`ServerSide` is the transport
+    thread's; see the module docstring for who does what)."""
 
     def __init__(
         self,
@@ -332,32 +327,6 @@ class Connection:
         if failed:
             self.finish()
 
-    def _write_out_locked(self) -> None:
-        """Under `lock`, from either thread: send `_out` to the client, all at once if it
-        takes it (one system call for what several packets brought); what it does not
-        take waits for the loop (`_blocked`)."""
-        out = self._out
-        while out:
-            try:
-                if _SENDMSG and len(out) > 1:
-                    sent = self.sock.sendmsg(list(itertools.islice(out, SENDMSG_MAX)))
-                else:
-                    sent = self.sock.send(out[0])
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                self._client_failed = True
-                out.clear()
-                break
-            self._unacked += sent
-            while out and sent >= len(out[0]):
-                sent -= len(out.popleft())
-            if out and sent:
-                out[0] = out[0][sent:]
-            if out and not sent:
-                break
-        self._blocked = bool(out)
-
     def _acknowledge(self) -> None:
         """Grant the server window for what the client took."""
         with self.lock:
@@ -396,140 +365,6 @@ class Connection:
             self._shut_wr = True
             with contextlib.suppress(OSError):
                 self.sock.shutdown(socket.SHUT_WR)
-
-    # -- the transport thread (hooks.Owner) ----------------------------------------------------
-
-    def _wake_locked(self) -> bool:
-        """Under `lock`: True if the loop must be woken (once until it looks)."""
-        if self._wake_pending:
-            return False
-        self._wake_pending = True
-        return True
-
-    def open_answered(self) -> None:
-        with self.lock:
-            self._answered = True
-            abandoned = self._abandoned
-            if abandoned:
-                self._close_sent = True
-            wake = not abandoned and self._wake_locked()
-        if abandoned:
-            self._close_abandoned()
-            return
-        self._first_request()
-        if wake:
-            self.wake(self)
-
-    def _first_request(self) -> None:
-        """Forward what the client already sent, from here: the request then leaves
-        without waiting for the loop to wake up (a new connection's largest cost)."""
-        channel = self.channel
-        if channel is None or not channel.active or not self.send_lock.acquire(blocking=False):
-            return
-        try:
-            if self.done or self._close_sent or self._unsent:
-                return
-            try:
-                data = self.sock.recv(min(self.settings.read_size, channel.out_window_size))
-            except OSError:
-                return  # nothing yet, or an error the loop will see
-            if data:
-                self._send_data(data, now=True)
-        finally:
-            self.send_lock.release()
-
-    def _close_abandoned(self) -> None:
-        """The client left before the server answered: close the channel from here.
-
-        Nothing else was ever sent on it, so order is no concern; the transport's
-        sender never waits when called from the transport thread (see `hooks`).
-        """
-        channel = self.channel
-        assert channel is not None
-        mark_closed(channel)
-        if channel.active and self.hooks.transport.is_active():
-            message = Message()
-            message.add_byte(cMSG_CHANNEL_CLOSE)
-            message.add_int(channel.remote_chanid)
-            with contextlib.suppress(*SEND_ERRORS):
-                if not self.hooks.send_now(message):
-                    self.hooks.send_deferred(message)  # queued behind the key exchange
-        else:
-            self.hooks.forget(channel)
-
-    def feed(self, data: bytes) -> None:
-        hold = self.hooks.more_coming()
-        with self.lock:
-            if self._sock_closed or self._client_failed:
-                return  # the client is gone; the loop is closing the channel
-            self._out.append(data)
-            if self._blocked:
-                return  # the loop writes when the client's socket takes more
-            if hold:
-                # More packets are already read: send them together, before the next read.
-                if not self._held:
-                    self._held = True
-                    self.hooks.hold_until_read(self)
-                return
-            wake = self._after_write_locked()
-        if wake:
-            self.wake(self)
-
-    def flush_held(self) -> None:
-        """The transport is about to read again: send what `feed` held back."""
-        with self.lock:
-            self._held = False
-            if self._sock_closed or self._blocked or not self._out:
-                return
-            wake = self._after_write_locked()
-        if wake:
-            self.wake(self)
-
-    def _after_write_locked(self) -> bool:
-        """Write `_out`; True if the loop must now look (blocked, window due, failed, or
-        the server's end can be passed on)."""
-        self._write_out_locked()
-        needed = (self._blocked or self._client_failed or self._unacked >= self._adjust_at
-                  or (self._ended and not self._out))
-        return needed and self._wake_locked()
-
-    def ended(self) -> None:
-        with self.lock:
-            if self._held and not self._sock_closed and not self._blocked:
-                self._write_out_locked()  # the last data before the end, sent first
-            self._held = False
-            self._ended = True
-            wake = self._wake_locked()
-            forget = self._abandoned and not self._answered
-        if forget and self.channel is not None:
-            self.hooks.forget(self.channel)  # the transport ended before the answer
-        elif wake:
-            self.wake(self)
-
-    def window_grew(self) -> None:
-        if self._window_waiting:
-            with self.lock:
-                wake = self._wake_locked()
-            if wake:
-                self.wake(self)
-
-    def request_needs_reply(self) -> None:
-        with self.lock:
-            self._replies_due += 1
-            wake = self._wake_locked()
-        if wake:
-            self.wake(self)
-
-    def close_received(self) -> None:
-        with self.lock:
-            self._close_received = True
-            forget = self._close_sent
-            wake = self._wake_locked()
-        channel = self.channel
-        if forget and channel is not None:
-            self.hooks.forget(channel)
-        elif wake:
-            self.wake(self)
 
     def __repr__(self) -> str:
         state: dict[str, Any] = {"opened": self.opened, "done": self.done}
