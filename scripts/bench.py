@@ -362,13 +362,9 @@ def start_python_tunnel(
     tree: Path | None = None,
 ) -> tuple[int, subprocess.Popen[bytes], str]:
     """bench_tunnel.py as its own process; with `tree`, that checkout's package is used."""
-    script = TUNNEL_SCRIPT
-    if tree is not None:
-        # This tunnel script, run from inside the other checkout, imports its package.
-        script = str(tree / "scripts" / ".bench_tunnel_here.py")
-        Path(script).write_text(Path(TUNNEL_SCRIPT).read_text())
+    env = dict(os.environ, BENCH_TREE=str(tree.resolve())) if tree is not None else None
     argv = [
-        sys.executable, script,
+        sys.executable, TUNNEL_SCRIPT,
         "--impl", impl,
         *(["--proxy-command", sshd.proxy_command] if sshd.proxy_command
           else ["--ssh-port", str(sshd.port)]),
@@ -378,7 +374,7 @@ def start_python_tunnel(
         "--target-port", str(target),
         *extra,
     ]  # fmt: skip
-    proc = procs.start(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc = procs.start(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
     _, port, cipher = read_line(proc, "READY", READY_TIMEOUT).split()
     wait_ready(int(port), proc)
     return int(port), proc, cipher

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import base64
+import os
 import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The package of this checkout, or of another one (bench.py --before sets BENCH_TREE).
+sys.path.insert(0, os.environ.get("BENCH_TREE") or str(Path(__file__).resolve().parent.parent))
 
 import paramiko
 import sshtunnel
