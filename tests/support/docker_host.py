@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from remote_runtime.lifecycle import Resource
+from sandbox import Sandbox
 from support.colab_standin import StandinImage
 from support.env import REPO_ROOT
 from support.remote import Teardown
-
-from remote_runtime.lifecycle import Resource
-from sandbox import Sandbox
 
 # The stand-in under the name of Colab's image, in the registry on the remote's loopback.
 IMAGE_PATH = "colab-images/public/runtime"
@@ -92,8 +91,8 @@ class DockerBox:
 
     def listener(self, port: int) -> subprocess.Popen[str]:
         """Something else holding 127.0.0.1:PORT on the remote (kill it when done)."""
-        code = ("import socket,sys,time; s=socket.create_server(('127.0.0.1',%d)); "
-                "print('ready',flush=True); time.sleep(3600)" % port)
+        code = (f"import socket,sys,time; s=socket.create_server(('127.0.0.1',{port})); "
+                "print('ready',flush=True); time.sleep(3600)")
         assert self.box.namespace is not None
         proc = subprocess.Popen(self.box.namespace.argv([sys.executable, "-c", code]),
                                 stdout=subprocess.PIPE, text=True, start_new_session=True)
