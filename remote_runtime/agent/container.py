@@ -227,7 +227,13 @@ def parse_reference(reference):
 
 
 def loopback(host):
-    name = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 else host.strip("[]")
+    """Is a registry's HOST[:PORT] ([V6]:PORT, or a bare V6 address) this host's loopback?"""
+    if host.startswith("["):
+        name = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:
+        name = host.split(":", 1)[0]
+    else:
+        name = host
     return name == "localhost" or name.startswith("127.") or name == "::1"
 
 
@@ -328,7 +334,7 @@ class PullProgress:
             return False
         layer, status = match.group(1), match.group(2).strip()
         current, total = parse_size(match.group(3)), parse_size(match.group(4))
-        if total and layer not in self.sizes:
+        if total and not self.sizes.get(layer):  # the registry's size, else docker's
             self.sizes[layer] = total
         self.sizes.setdefault(layer, 0)
         if status == "Downloading" and current is not None:

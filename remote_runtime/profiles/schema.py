@@ -222,10 +222,10 @@ def jupyter_cross_check(values: dict[str, object]) -> list[tuple[str, str]]:
         if key in values and not image_stack:
             problems.append((key, f"is only used with stack: {COLAB_IMAGE}"))
     if image_stack:
-        if values.get("env", "auto") == "existing" or "command" in values:
-            key = "command" if "command" in values else "env"
-            problems.append((key, f"does not apply to stack: {COLAB_IMAGE} (the image "
-                             "brings its own server)"))
+        for key in ("command", "env"):  # env: auto is what happens anyway
+            if key in values and not (key == "env" and values[key] == "auto"):
+                problems.append((key, f"does not apply to stack: {COLAB_IMAGE} (the image "
+                                 "brings its own server)"))
         if values.get("image", "auto") != "auto" and "image_mirror" in values:
             problems.append(("image_mirror", "only applies to image: auto (the mirror is "
                              "part of an image reference)"))
