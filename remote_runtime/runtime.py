@@ -173,17 +173,17 @@ class Runtime(Resource):
             endpoint = self._prepare_target()
             self._connect(endpoint)
             probe, server_stack, wanted, explicit = self._prepare_remote()
-            if server_stack.container is not None:
-                port, remote_port, notes = self._bind_container_forwarder(
-                    probe, wanted, explicit)
+            image = server_stack.container is not None
+            port, remote_port, notes = self._bind_forwarder(probe, wanted, explicit,
+                                                            published=image)
+            if image:
                 self._start_container(probe, remote_port, server_stack)
             else:
-                port, notes = self._bind_forwarder(probe, wanted, explicit)
-                remote_port, routes = port, server_stack.routes
+                routes = server_stack.routes
                 self._start_server(probe, port, server_stack)
             self._start_heartbeat()
             self._undo.push(self._stop_heartbeat)
-            if server_stack.container is not None:  # the lease is held while it starts
+            if image:  # the lease is held while it starts
                 routes = self._read_container_url(port, deadline)
             report = self._check_health(port, deadline, routes)
             return self._publish(endpoint, port, server_stack, report, notes + self._notes,
@@ -363,24 +363,21 @@ class Runtime(Resource):
             return colab_image.DEFAULT_PORT, False  # as the image's documented command
         return settings.port, settings.port_explicit
 
-    def _bind_forwarder(self, probe: Probe, wanted: int, explicit: bool) -> tuple[int, list[str]]:
+    def _bind_forwarder(self, probe: Probe, wanted: int, explicit: bool, *,
+                        published: bool) -> tuple[int, int, list[str]]:
+        """The local forwarder: (its port, the remote port, notes). `published`: the
+        server is a container's, whose remote port may differ (ports.bind_forwarder_to)."""
         assert self.session is not None
-        forwarder, notes = ports.bind_forwarder(
-            self.session, probe.free_ports, wanted=wanted, explicit=explicit,
-            remote_host=self.profile.jupyter.bind_host)
-        self.forwarder = forwarder
-        self._undo.push(step(f"closed the local forwarder on port {forwarder.port}",
-                             forwarder.close))
-        for note in notes:
-            self.progress(note)
-        return forwarder.port, notes
-
-    def _bind_container_forwarder(self, probe: Probe, wanted: int,
-                                  explicit: bool) -> tuple[int, int, list[str]]:
-        assert self.session is not None
-        forwarder, remote_port, notes = ports.bind_forwarder_to(
-            self.session, probe.free_ports, wanted=wanted, explicit=explicit,
-            remote_host=self.profile.jupyter.bind_host)
+        remote_host = self.profile.jupyter.bind_host
+        if published:
+            forwarder, remote_port, notes = ports.bind_forwarder_to(
+                self.session, probe.free_ports, wanted=wanted, explicit=explicit,
+                remote_host=remote_host)
+        else:
+            forwarder, notes = ports.bind_forwarder(
+                self.session, probe.free_ports, wanted=wanted, explicit=explicit,
+                remote_host=remote_host)
+            remote_port = forwarder.port
         self.forwarder = forwarder
         self._undo.push(step(f"closed the local forwarder on port {forwarder.port}",
                              forwarder.close))
