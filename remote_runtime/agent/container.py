@@ -87,13 +87,13 @@ def why(stderr):
     return "other"
 
 
-def usable_docker(docker):
+def usable_docker(docker, euid=None):
     """The argv prefix that works (docker, else sudo -n docker), and what failed."""
     status, out, err = run([docker, "version", "--format", "{{.Server.Version}}"])
     if status == 0:
         return {"ok": True, "argv": [docker], "via_sudo": False, "version": out.strip()}
     failure = {"ok": False, "reason": why(err), "detail": err.strip()[-400:]}
-    if os.geteuid() != 0 and shutil.which("sudo"):
+    if (os.geteuid() if euid is None else euid) != 0 and shutil.which("sudo"):
         status, out, sudo_err = run(SUDO + [docker, "version", "--format",
                                             "{{.Server.Version}}"])
         if status == 0:

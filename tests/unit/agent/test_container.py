@@ -122,3 +122,44 @@ def test_why_docker_failed(stderr: str, reason: str) -> None:
 
 def test_free_bytes_climbs_to_a_parent_it_may_read(tmp_path: Path) -> None:
     assert container.free_bytes(str(tmp_path / "not" / "there")) is not None
+
+
+FAKE_DOCKER = """#!/bin/sh
+# `docker version` as a user outside the docker group sees it, and as root through sudo.
+if [ "$FAKE_SUDO" = 1 ]; then echo 26.1.5; exit 0; fi
+echo "permission denied while trying to connect to the Docker daemon socket" >&2
+exit 1
+"""
+FAKE_SUDO = """#!/bin/sh
+[ "$1" = -n ] || exit 2
+shift
+[ -e "$(dirname "$0")/password-needed" ] && { echo "sudo: a password is required" >&2; exit 1; }
+FAKE_SUDO=1 exec "$@"
+"""
+
+
+@pytest.fixture
+def fake_bin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A PATH with a docker the user may not use, and a sudo that lets it (no password)."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for name, text in (("docker", FAKE_DOCKER), ("sudo", FAKE_SUDO)):
+        (folder / name).write_text(text)
+        (folder / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:/usr/bin:/bin")
+    return folder
+
+
+def test_docker_through_sudo_without_a_password(fake_bin: Path) -> None:
+    docker = str(fake_bin / "docker")
+    assert container.usable_docker(docker, euid=1000) == {
+        "ok": True, "argv": ["sudo", "-n", docker], "via_sudo": True, "version": "26.1.5"}
+
+
+def test_sudo_asking_for_a_password_is_the_permission_problem(fake_bin: Path) -> None:
+    (fake_bin / "password-needed").touch()
+    answer = container.usable_docker(str(fake_bin / "docker"), euid=1000)
+    assert answer["ok"] is False and answer["reason"] == "permission"
+    assert answer["sudo"] == "sudo: a password is required"
+    # root is never sent through sudo
+    assert "sudo" not in container.usable_docker(str(fake_bin / "docker"), euid=0)
