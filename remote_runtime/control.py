@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import health, procs, providers, redact, ssh, state
+from .bootstrap import start_agent
 from .errors import CloudError, NotRunningError, RemoteRuntimeError, SSHError, StateError
 from .profiles import Profile, ProfileSet
-from .remote import RemoteHost, ServerHandle, agent_command
+from .remote import RemoteHost, ServerHandle
 
 STOP_WAIT = 90.0  # a supervisor stops the server (<= 40 s) and closes everything
 
@@ -200,9 +201,9 @@ def logs(profiles: ProfileSet, name: str, *, follow: bool, lines: int,
     if not record.endpoint:
         raise NotRunningError(f"runtime '{name}' has no recorded endpoint")
     args = ["logs", record.run_id] + (["-f"] if follow else [])
-    command = f"RR_LINES={int(lines)} " + agent_command(profile.jupyter.python, *args)
     with ssh.connect(ssh.Endpoint.from_dict(record.endpoint)) as session:
-        process = session.start(command)
+        process = start_agent(session, profile.jupyter.python, *args,
+                              env={"RR_LINES": str(int(lines))})
         try:
             while True:
                 try:

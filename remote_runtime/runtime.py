@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from . import health, jupyter, ports, providers, redact, ssh, state
+from . import health, jupyter, kernel, ports, providers, redact, ssh, state
 from .errors import (
     HealthCheckError,
     RemoteRuntimeError,
@@ -49,6 +49,7 @@ class RuntimeInfo:
     health: health.HealthReport
     notes: list[str] = field(default_factory=list)
     since: float = field(default_factory=time.time)
+    kernel: str = ""  # the Python the default kernel runs on the remote
 
     @property
     def url(self) -> str:
@@ -65,6 +66,7 @@ class RuntimeInfo:
             "run_id": self.run_id,
             "server_pid": self.server_pid,
             "jupyter": self.jupyter,
+            "kernel": self.kernel,
             "since": self.since,
             "pid": os.getpid(),
             "health": self.health.to_dict(),
@@ -87,6 +89,7 @@ class Runtime(Resource):
         *,
         progress: Progress = quiet,
         passphrase_prompt: ssh.PassphrasePrompt | None = None,
+        confirm: kernel.Confirm | None = None,
         detached: bool = False,
         log_path: str = "",
     ):
@@ -94,6 +97,7 @@ class Runtime(Resource):
         self.options = options or UpOptions()
         self.progress = progress
         self.passphrase_prompt = passphrase_prompt
+        self.confirm = confirm  # asks before installing ipykernel (None: no terminal)
         self.detached = detached
         self.on_disconnect = "lease" if detached else "stop"
         self.log_path = log_path
@@ -104,6 +108,7 @@ class Runtime(Resource):
         self.remote: RemoteHost | None = None
         self.forwarder: Forwarder | None = None
         self.server: ServerHandle | None = None
+        self.kernel: kernel.KernelChoice | None = None
         self.info: RuntimeInfo | None = None
         self._record: state.Record | None = None
         self._undo = UndoStack()
@@ -164,6 +169,10 @@ class Runtime(Resource):
         self.progress("checking the remote host")
         probe = self.remote.probe(ports.candidates(wanted, explicit))
         jupyter_argv = self.remote.ensure_stack(probe, self.progress)
+        assert self.session is not None
+        self.kernel = kernel.prepare(
+            self.session, self.profile.kernel, agent_python=self.profile.jupyter.python,
+            workdir=self.profile.jupyter.workdir, confirm=self.confirm, progress=self.progress)
         return probe, jupyter_argv, wanted, explicit
 
     def _start_server(self, probe: Probe, port: int, jupyter_argv: list[str]) -> None:
@@ -179,6 +188,7 @@ class Runtime(Resource):
             jupyter_argv=jupyter_argv,
             allow_root=probe.is_root,
             on_disconnect=self.on_disconnect,
+            kernel=self.kernel.to_agent() if self.kernel is not None else None,
         )
         self._undo.push(self._stop_server)
 
@@ -222,6 +232,7 @@ class Runtime(Resource):
             jupyter=" ".join(jupyter_argv),
             health=report,
             notes=notes,
+            kernel=self.kernel.python if self.kernel is not None else "",
         )
         record = self._record
         record.port, record.token, record.run_id = port, self._token, self.server.run_id

@@ -13,7 +13,9 @@ import subprocess
 import sys
 import time
 
+from . import kernel
 from .common import alive, emit, port_free, read_state, run_dir, touch, write_json
+from .private import make_private_dir
 
 
 def descendants(pid):
@@ -70,6 +72,7 @@ def monitor(config, directory):
         logfile.flush()
 
     env = dict(os.environ)
+    env.update(config.get("env") or {})
     env["JUPYTER_TOKEN"] = config["token"]
     workdir = os.path.expanduser(config["workdir"])
     server_log = open(os.path.join(directory, "server.log"), "ab")
@@ -205,8 +208,7 @@ def request_stop(directory, reason, wait=True):
 def cmd_start(args):
     lines = StdinLines()  # one reader for the config line and what hold() reads later
     config = json.loads(lines.next(timeout=60) or "{}")
-    directory = run_dir(config["run_id"])
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    directory = make_private_dir(run_dir(config["run_id"]))
     prune_runs(os.path.dirname(directory))
     if not port_free(config["bind_host"], config["port"]):
         emit({"error": "port_in_use", "port": config["port"]})
@@ -220,6 +222,11 @@ def cmd_start(args):
         return 1
     config["argv"] = [a.replace("{config_file}", config_file).replace("{notebook_dir}", workdir)
                       for a in config["argv"]]
+    # Its runtime files (nbserver-*.json, *-open.html, kernel connection files) hold
+    # secrets: in the run's private dir, not the world-readable default.
+    config["env"] = {"JUPYTER_RUNTIME_DIR": make_private_dir(os.path.join(directory, "runtime"))}
+    if config.get("kernel"):
+        config["env"].update(kernel.server_env(directory, config["kernel"], workdir))
     touch(os.path.join(directory, "lease"))
     daemonize(config, directory)
     deadline = time.time() + 15

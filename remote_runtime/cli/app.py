@@ -63,6 +63,15 @@ def _prompt_if_tty() -> Any:
     return _passphrase if sys.stdin.isatty() else None
 
 
+def _confirm(question: str) -> bool:
+    return typer.confirm(question, default=False, err=True)
+
+
+def _confirm_if_tty() -> Any:
+    """Asks before installing into the remote's Python; None (no terminal) makes it an error."""
+    return _confirm if sys.stdin.isatty() else None
+
+
 def _teardown(runtime: Runtime) -> None:
     """Close the runtime where no signal can cut the teardown short; say what was done."""
     with interrupts.shielded(lambda: err.print("[yellow]tearing down, please wait...[/yellow]")):
@@ -94,7 +103,8 @@ def up(
         else:
             render.up(out, info, detached=True)
         return
-    runtime = Runtime(profile, options, progress=progress, passphrase_prompt=_prompt_if_tty())
+    runtime = Runtime(profile, options, progress=progress, passphrase_prompt=_prompt_if_tty(),
+                      confirm=_confirm_if_tty())
     _hold_foreground(runtime, as_json=as_json)
 
 
@@ -221,7 +231,8 @@ def run_command(
     """
     profile = profiles.load(profiles_path).get(name)
     options = UpOptions(port=port, timeout=timeout, accept_new_host_key=accept_new_host_key)
-    runtime = Runtime(profile, options, progress=progress, passphrase_prompt=_prompt_if_tty())
+    runtime = Runtime(profile, options, progress=progress, passphrase_prompt=_prompt_if_tty(),
+                      confirm=_confirm_if_tty())
     status_code: int = ExitCode.INTERRUPTED
     try:
         with interrupts.terminate_as_interrupt():

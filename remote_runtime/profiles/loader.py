@@ -19,12 +19,14 @@ from ..errors import ProfileError
 from .schema import (
     GCE_SCHEMA,
     JUPYTER_SCHEMA,
+    KERNEL_SCHEMA,
     NAME_RE,
     PROFILE_KEYS,
     SSH_SCHEMA,
     Checker,
     GCESettings,
     JupyterSettings,
+    KernelSettings,
     Profile,
     ProfileSet,
     SSHSettings,
@@ -115,7 +117,9 @@ def _profile(name: str, data: Any, source: Path, problems: _Problems) -> Profile
     jupyter = _section(data.get("jupyter"), JUPYTER_SCHEMA, (*path, "jupyter"), problems)
     ssh = _section(data["ssh"], SSH_SCHEMA, (*path, "ssh"), problems) if has_ssh else None
     gce = _section(data["gce"], GCE_SCHEMA, (*path, "gce"), problems) if has_gce else None
-    if not ok or jupyter is None or (has_ssh and ssh is None) or (has_gce and gce is None):
+    kernel = _section(data.get("kernel"), KERNEL_SCHEMA, (*path, "kernel"), problems)
+    if not ok or jupyter is None or kernel is None or (has_ssh and ssh is None) or (
+            has_gce and gce is None):
         return None
     jupyter_settings = JupyterSettings(port_explicit="port" in jupyter, **jupyter)
     return Profile(
@@ -124,6 +128,7 @@ def _profile(name: str, data: Any, source: Path, problems: _Problems) -> Profile
         jupyter=jupyter_settings,
         ssh=SSHSettings(**ssh) if ssh is not None else None,
         gce=GCESettings(**gce) if gce is not None else None,
+        kernel=KernelSettings(**kernel),
     )
 
 

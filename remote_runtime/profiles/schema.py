@@ -21,6 +21,7 @@ from ..errors import ProfileError
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 ENV_MODES = ("auto", "existing", "managed")
 GCE_ADDRESS_MODES = ("auto", "external", "internal", "iap")
+INSTALL_MODES = ("ask", "yes", "no")
 DEFAULT_JUPYTER_PORT = 8888
 DEFAULT_LEASE_SECONDS = 300
 
@@ -70,12 +71,22 @@ class JupyterSettings:
 
 
 @dataclass(frozen=True)
+class KernelSettings:
+    """The kernel Colab starts: which remote Python, prepared how."""
+
+    python: str = "auto"  # auto, or a remote path (~ is the remote home)
+    setup: tuple[str, ...] = ()  # shell lines run by a POSIX sh before the kernel starts
+    install_ipykernel: str = "ask"  # ask | yes | no, when that Python lacks ipykernel
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     source: Path
     jupyter: JupyterSettings
     ssh: SSHSettings | None = None
     gce: GCESettings | None = None
+    kernel: KernelSettings = field(default_factory=KernelSettings)
 
     @property
     def kind(self) -> str:
@@ -165,6 +176,23 @@ def _lease(value: Any) -> int:
     return value
 
 
+def _shell_lines(value: Any) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(
+            isinstance(item, str) and item.strip() for item in items):
+        raise ValueError("must be a list of shell lines (non-empty strings)")
+    if any("\0" in item for item in items):
+        raise ValueError("must not contain NUL characters")
+    return tuple(items)
+
+
+def _ask_yes_no(value: Any) -> str:
+    # YAML reads a bare yes/no as a boolean.
+    if value is True or value is False:
+        return "yes" if value else "no"
+    return _choice(*INSTALL_MODES)(value)
+
+
 def _url(value: Any) -> str:
     text = _str(value)
     if not re.match(r"^https?://[^\s/]+", text):
@@ -206,4 +234,9 @@ JUPYTER_SCHEMA: dict[str, tuple[Checker, bool]] = {
     "bind_host": (_loopback, False),
     "lease_seconds": (_lease, False),
 }
-PROFILE_KEYS = ("ssh", "gce", "jupyter", "description")
+KERNEL_SCHEMA: dict[str, tuple[Checker, bool]] = {
+    "python": (_str, False),
+    "setup": (_shell_lines, False),
+    "install_ipykernel": (_ask_yes_no, False),
+}
+PROFILE_KEYS = ("ssh", "gce", "jupyter", "kernel", "description")

@@ -27,8 +27,8 @@ LAYERS: list[set[str]] = [
     {"", "errors", "options", "paths", "redact", "procs", "lifecycle"},
     {"jupyter", "profiles"},  # what a runtime is, as data
     {"ssh"},  # one connection
-    {"forward", "health", "providers"},  # over a connection; to a connection
-    {"ports", "remote", "heartbeat", "state"},  # the parts of a runtime
+    {"forward", "health", "providers", "bootstrap"},  # over a connection; to a connection
+    {"ports", "remote", "kernel", "heartbeat", "state"},  # the parts of a runtime
     {"runtime"},  # the orchestration
     {"command", "supervisor", "control"},  # runtimes in use, across processes
     {"api"},  # the Python API
