@@ -79,8 +79,11 @@ def agent_line(python: str, *args: str, env: dict[str, str] | None = None) -> st
     """The line the remote sh runs: the mark, then the agent under `python`.
 
     Every value is quoted, so a hostile `python`, argument or variable cannot
-    inject shell syntax; `~` in `python` is the remote user's home.
+    inject shell syntax; `~` in `python` is the remote user's home. A value with a
+    line break (which no profile value may hold) is refused: the line must stay one.
     """
+    if any("\n" in value or "\r" in value for value in (python, *args, *(env or {}).values())):
+        raise ValueError("values for the remote agent must be single lines")
     exports = "".join(f"{name}={quote(value)}; export {name}; "
                       for name, value in (env or {}).items() if name.isidentifier())
     words = [remote_path(python), "-c", quote(_ONE_LINE_BOOTSTRAP), _agent_blob(),

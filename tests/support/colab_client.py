@@ -15,11 +15,16 @@ Protocol (jupyter_http_over_ws 0.0.8, handlers.py):
   relays a websocket to `ws://<Host header>/<path>` with the same cookies.
 - Only the Origin is checked on the websocket handshakes themselves; the token
   matters through the auth URL.
+
+`DirectClient` is Colab's newer route (DESIGN.md facts 3 and 11): plain HTTP to the
+server with Colab's Origin and the token (`?token=`), and the kernel's own websocket
+`/api/kernels/<id>/channels?token=`. Both clients run code the same way.
 """
 
 from __future__ import annotations
 
 import base64
+import http.client
 import itertools
 import json
 import time
@@ -138,52 +143,57 @@ class ColabClient:
             f"?session_id={self._session}&{self._auth_query()}"
         )
         with ExitStack() as stack:
-            ws = self._open(path, stack)
-            msg_id = uuid.uuid4().hex
-            ws.send(json.dumps(self._execute_request(msg_id, code)))
-            out: list[str] = []
-            while True:
-                ws.settimeout(_remaining(deadline, "execute"))
-                raw = ws.recv()
-                if not isinstance(raw, str):
-                    continue  # binary frames carry buffers, not output
-                msg = json.loads(raw)
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                if msg.get("channel") != "iopub":
-                    continue
-                kind, content = msg["msg_type"], msg["content"]
-                if kind == "stream" and content.get("name") == "stdout":
-                    out.append(content["text"])
-                elif kind == "execute_result":
-                    out.append(content["data"].get("text/plain", "") + "\n")
-                elif kind == "error":
-                    raise ColabError(f"{content['ename']}: {content['evalue']}")
-                elif kind == "status" and content.get("execution_state") == "idle":
-                    return "".join(out)
+            return run_code(self._open(path, stack), self._session, code, deadline)
 
-    def _execute_request(self, msg_id: str, code: str) -> dict[str, Any]:
-        return {
-            "header": {
-                "msg_id": msg_id,
-                "username": "colab",
-                "session": self._session,
-                "msg_type": "execute_request",
-                "version": "5.3",
-            },
-            "parent_header": {},
-            "metadata": {},
-            "content": {
-                "code": code,
-                "silent": False,
-                "store_history": True,
-                "user_expressions": {},
-                "allow_stdin": False,
-                "stop_on_error": True,
-            },
-            "channel": "shell",
-            "buffers": [],
-        }
+
+def run_code(ws: websocket.WebSocket, session: str, code: str, deadline: float) -> str:
+    """Send `code` on a kernel's channels websocket; collect its stdout until idle."""
+    msg_id = uuid.uuid4().hex
+    ws.send(json.dumps(_execute_request(session, msg_id, code)))
+    out: list[str] = []
+    while True:
+        ws.settimeout(_remaining(deadline, "execute"))
+        raw = ws.recv()
+        if not isinstance(raw, str):
+            continue  # binary frames carry buffers, not output
+        msg = json.loads(raw)
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        if msg.get("channel") != "iopub":
+            continue
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "stream" and content.get("name") == "stdout":
+            out.append(content["text"])
+        elif kind == "execute_result":
+            out.append(content["data"].get("text/plain", "") + "\n")
+        elif kind == "error":
+            raise ColabError(f"{content['ename']}: {content['evalue']}")
+        elif kind == "status" and content.get("execution_state") == "idle":
+            return "".join(out)
+
+
+def _execute_request(session: str, msg_id: str, code: str) -> dict[str, Any]:
+    return {
+        "header": {
+            "msg_id": msg_id,
+            "username": "colab",
+            "session": session,
+            "msg_type": "execute_request",
+            "version": "5.3",
+        },
+        "parent_header": {},
+        "metadata": {},
+        "content": {
+            "code": code,
+            "silent": False,
+            "store_history": True,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        },
+        "channel": "shell",
+        "buffers": [],
+    }
 
 
 def _remaining(deadline: float, what: str) -> float:
@@ -191,3 +201,55 @@ def _remaining(deadline: float, what: str) -> float:
     if left <= 0:
         raise ColabError(f"{what}: no answer before the deadline")
     return left
+
+
+class DirectClient:
+    """Colab's direct route: HTTP with Colab's Origin and the token, no extension."""
+
+    def __init__(self, port: int, token: str, *, host: str = "127.0.0.1", timeout: float = 10.0):
+        self.port = port
+        self.token = token
+        self.host = host
+        self.timeout = timeout
+        self._session = uuid.uuid4().hex
+
+    def __enter__(self) -> DirectClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def request(self, method: str, path: str,
+                body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+        sep = "&" if "?" in path else "?"
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            headers = {"Host": f"localhost:{self.port}", "Origin": jupyter.COLAB_ORIGIN}
+            if body is not None:
+                headers["Content-Type"] = "application/json"
+            conn.request(method, f"{path}{sep}token={self.token}", body=body, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, dict(resp.getheaders()), resp.read()
+        finally:
+            conn.close()
+
+    def start_kernel(self, name: str = "python3") -> str:
+        status, headers, body = self.request("POST", "/api/kernels",
+                                             json.dumps({"name": name}).encode())
+        if status != 201:
+            raise ColabError(f"POST /api/kernels answered {status}: {body[:200]!r}")
+        if headers.get("Access-Control-Allow-Origin") != jupyter.COLAB_ORIGIN:
+            raise ColabError(f"no CORS answer for Colab's origin: {headers}")
+        return str(json.loads(body)["id"])
+
+    def shutdown_kernel(self, kernel_id: str) -> None:
+        status, _, body = self.request("DELETE", f"/api/kernels/{kernel_id}")
+        if status != 204:
+            raise ColabError(f"DELETE /api/kernels/{kernel_id} answered {status}: {body[:200]!r}")
+
+    def execute(self, kernel_id: str, code: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        path = (f"/api/kernels/{kernel_id}/channels?session_id={self._session}"
+                f"&token={self.token}")
+        with health.open_websocket(self.host, self.port, path, self.timeout) as ws:
+            return run_code(ws, self._session, code, deadline)
