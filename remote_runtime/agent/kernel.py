@@ -164,7 +164,9 @@ def login_environment(timeout=30):
     env = between_marks(out)
     if not isinstance(env, dict):
         why = "timed out after %ds" % timeout if status is None else "exit status %s" % status
-        detail = last_line(err)
+        # An interactive shell without a terminal says so; that is not the reason.
+        detail = last_line("\n".join(line for line in err.splitlines() if not any(
+            noise in line for noise in ("job control", "terminal process group", "access tty"))))
         return fallback, "the login shell %s did not report its environment (%s%s)" % (
             shell, why, ": " + detail if detail else "")
     return env, None

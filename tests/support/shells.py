@@ -108,6 +108,7 @@ class LocalShellSession:
     def __init__(self, shell: str, home: Path):
         self.shell = shell
         self.env = {**os.environ, "HOME": str(home), "SHELL": shell}
+        self.env.pop("XDG_CONFIG_HOME", None)  # fish reads ~/.config/fish, as on a real host
         if os.path.basename(shell) == "bash":
             self.env["BASH_ENV"] = str(home / ".bashrc")
         self.home = home
