@@ -107,6 +107,10 @@ def monitor(config, directory):
         stop_server(server, log)
     state.update({"stopped": time.time(), "reason": reason})
     write_json(os.path.join(directory, "state.json"), state)
+    try:  # the user's login environment (kernel.py) is not kept after the kernels
+        os.remove(os.path.join(directory, "kernel.env"))
+    except OSError:
+        pass
     log("stopped")
 
 

@@ -167,6 +167,8 @@ def test_auto_picks_the_dlvm_conda_base_and_both_routes_run_in_it(
     runtime = Path(environ["JUPYTER_RUNTIME_DIR"])
     assert (runtime.stat().st_mode & 0o077) == 0 and (runtime.parent.stat().st_mode & 0o077) == 0
     assert (runtime / f"nbserver-{server}.json").exists()
+    login_env = runtime.parent / "kernel.env"  # the login environment kernels start from
+    assert (login_env.stat().st_mode & 0o077) == 0
     assert not list((user.home / ".local/share/jupyter").glob("runtime/nbserver-*"))
 
     logs = cli(profiles, "logs", "dl", "-n", "5")
@@ -176,6 +178,7 @@ def test_auto_picks_the_dlvm_conda_base_and_both_routes_run_in_it(
     down = cli(profiles, "down", "dl", timeout=120)
     assert down.returncode == 0, describe(down)
     assert_nothing_left(box, port, isolated)
+    assert not login_env.exists(), "the login environment outlived the server"
 
 
 # --- login shells ----------------------------------------------------------------------------

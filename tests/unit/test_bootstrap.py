@@ -1,7 +1,7 @@
 """How the agent runs on the remote: one command every login shell parses alike, the agent
 line on stdin (quoted: no shell injection from profile values, `~` expanded there), and
-the greeting of chatty startup files dropped - through real sh, bash, dash, tcsh, csh and
-fish (support.shells)."""
+the greeting of chatty startup files dropped - through real sh, bash, tcsh and fish
+(support.shells)."""
 
 from __future__ import annotations
 

@@ -96,7 +96,6 @@ LOGIN_FILES = {
                         "export RR_INTERACTIVE=yes\n"},
     "dash": {".profile": "echo hi\nexport RR_LOGIN=yes\n"},
     "tcsh": {".login": "setenv RR_LOGIN yes\n", ".cshrc": "echo hi\nsetenv RR_INTERACTIVE yes\n"},
-    "csh": {".login": "setenv RR_LOGIN yes\n", ".cshrc": "echo hi\nsetenv RR_INTERACTIVE yes\n"},
     "fish": {".config/fish/config.fish": "echo hi\nif status is-login\n set -gx RR_LOGIN yes\nend\n"
              "if status is-interactive\n set -gx RR_INTERACTIVE yes\nend\n"},
 }
