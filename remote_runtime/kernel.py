@@ -33,12 +33,19 @@ INSTALL_TIMEOUT = 900.0
 # Asked on a terminal; True means go ahead.
 Confirm = Callable[[str], bool]
 
+_HINTS = {
+    "find": "check kernel.python, kernel.setup and jupyter.workdir in the profile",
+    "install": "install ipykernel there yourself, or set kernel.python to a Python environment "
+               "you can install into (a venv or conda env)",
+}
+
 
 @dataclass(frozen=True)
 class KernelChoice:
     python: str  # the interpreter the kernel runs, as found on the remote
     why: str  # "kernel.python", "auto: the Deep Learning VM's conda base", ...
     version: str
+    executable: str  # its sys.executable (a pyenv shim's is the real interpreter)
     prefix: str  # its sys.prefix (its own kernelspecs stay listed)
     setup: tuple[str, ...]
     note: str | None = None  # e.g. the login shell could not be read
@@ -47,7 +54,8 @@ class KernelChoice:
         return {"python": self.python, "setup": list(self.setup), "prefix": self.prefix}
 
     def describe(self) -> str:
-        return f"kernel: {self.python} (Python {self.version}; {self.why})"
+        real = f" at {self.executable}" if self.executable != self.python else ""
+        return f"kernel: {self.python} (Python {self.version}{real}; {self.why})"
 
 
 def auto_search() -> list[str]:
@@ -75,7 +83,8 @@ def prepare(
         answer = _ask_agent(session, settings, agent_python, workdir, progress, install=True)
     choice = KernelChoice(
         python=str(answer["python"]), why=str(answer["why"]), version=str(answer["version"]),
-        prefix=str(answer["prefix"]), setup=tuple(settings.setup), note=answer.get("note"))
+        executable=str(answer["executable"]), prefix=str(answer["prefix"]),
+        setup=tuple(settings.setup), note=answer.get("note"))
     if choice.note:
         progress(f"{choice.note}: the kernel gets the SSH session's environment")
     progress(choice.describe())
@@ -134,10 +143,7 @@ def _ask_agent(session: Session, settings: KernelSettings, agent_python: str, wo
             elif "refused" in message:
                 raise RemoteSetupError(str(message["refused"]), hint=message.get("hint"))
             elif "error" in message:
-                hint = ("check kernel.python, kernel.setup and jupyter.workdir in the profile"
-                        if not str(message["error"]).startswith("installing") else
-                        "install ipykernel there yourself, or set kernel.python to a Python "
-                        "environment you can install into (a venv or conda env)")
+                hint = _HINTS.get(str(message.get("stage")), _HINTS["find"])
                 raise RemoteSetupError(str(message["error"]), hint=hint,
                                        details=message.get("details") or None)
             elif message.get("ok"):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what remote-runtime and its tests need on a fresh Debian/Ubuntu machine:
 # OpenSSH's server (the tests' and the demo's "remote host"), iproute2 (network
-# namespaces), the login shells the tests play (tcsh, fish) and the Python package
+# namespaces), the login shells the tests play (zsh, tcsh, fish) and the Python package
 # with its test extras. Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +10,8 @@ need_apt=()
 [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1 || need_apt+=(openssh-server)
 command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
-# Remote login shells the tests play: csh/tcsh and fish (agent calls must work in each).
+# Remote login shells the tests play: zsh, csh/tcsh and fish (agent calls must work in each).
+command -v zsh >/dev/null 2>&1 || need_apt+=(zsh)
 command -v tcsh >/dev/null 2>&1 || need_apt+=(tcsh)
 command -v fish >/dev/null 2>&1 || need_apt+=(fish)
 # The remote side builds its managed env with `python3 -m venv`.

@@ -87,10 +87,14 @@ _rr_setup() {
 
 
 class KernelError(Exception):
-    def __init__(self, message, details=None):
+    """`stage` says what failed: "find" (the Python, the setup, the notebook dir) or
+    "install" (ipykernel into that Python)."""
+
+    def __init__(self, message, details=None, stage="find"):
         Exception.__init__(self, message)
         self.message = message
         self.details = details
+        self.stage = stage
 
 
 def login_shell():
@@ -248,7 +252,7 @@ def resolve(spec, env, search):
     raise KernelError("no python3 in the remote login environment (PATH=%s)" % path_var)
 
 
-def inspect(python, env, workdir):
+def examine(python, env, workdir):
     status, out, err = run_quietly([python, "-c", CHECK], 60, env=env, cwd=workdir)
     info = between_marks(out)
     if not isinstance(info, dict):
@@ -271,7 +275,7 @@ def install_ipykernel(python, env, workdir):
             emit({"progress": line[:160]})
     if proc.wait() != 0:
         raise KernelError("installing ipykernel into %s failed (exit status %d)"
-                          % (python, proc.returncode), details="\n".join(tail))
+                          % (python, proc.returncode), details="\n".join(tail), stage="install")
 
 
 # --- the commands ------------------------------------------------------------------------
@@ -315,7 +319,7 @@ def cmd_kernel(args):
     try:
         answer = prepare(config)
     except KernelError as exc:
-        emit({"error": exc.message, "details": exc.details})
+        emit({"error": exc.message, "details": exc.details, "stage": exc.stage})
         return 1
     emit(answer)
     return 0
@@ -328,13 +332,13 @@ def prepare(config):
     env = environment_after_setup(login_env, setup, workdir)
     python, why = resolve(config.get("python") or "auto", env,
                           config.get("search", [DLVM_PYTHON]))
-    info = inspect(python, env, workdir)
+    info = examine(python, env, workdir)
     if not info["ipykernel"] and config.get("install"):
         install_ipykernel(python, env, workdir)
-        info = inspect(python, env, workdir)
+        info = examine(python, env, workdir)
         if not info["ipykernel"]:
             raise KernelError("ipykernel is still not importable by %s after installing it"
-                              % python)
+                              % python, stage="install")
     return {"ok": True, "python": python, "why": why, "version": info["version"],
             "executable": info["executable"], "prefix": info["prefix"],
             "ipykernel": info["ipykernel"], "shell": login_shell(), "note": note}

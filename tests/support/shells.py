@@ -22,12 +22,13 @@ from remote_runtime.errors import SSHError
 from remote_runtime.ssh import CommandResult
 
 # Login shells that parse differently (csh is tcsh on Debian, sh is dash or bash).
-SHELLS = ("sh", "bash", "tcsh", "fish")
+SHELLS = ("sh", "bash", "zsh", "tcsh", "fish")
 
 # Each greets on stdout for every command (the last one without a newline), as the
 # startup files of many lab machines do.
 CHATTY_FILES = {
     ".bashrc": 'echo "Welcome from .bashrc"\nprintf "no newline from .bashrc"\n',
+    ".zshenv": 'echo "hello from .zshenv"\n',  # zsh reads it for every command
     ".cshrc": 'echo "hello from .cshrc"\n',
     ".config/fish/config.fish": 'echo "hello from config.fish"\n',
 }

@@ -1,6 +1,6 @@
 """How the agent runs on the remote: one command every login shell parses alike, the agent
 line on stdin (quoted: no shell injection from profile values, `~` expanded there), and
-the greeting of chatty startup files dropped - through real sh, bash, tcsh and fish
+the greeting of chatty startup files dropped - through real sh, bash, zsh, tcsh and fish
 (support.shells)."""
 
 from __future__ import annotations

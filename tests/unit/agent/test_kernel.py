@@ -95,6 +95,8 @@ LOGIN_FILES = {
              ".bashrc": "echo hi\ncase $- in *i*) ;; *) return;; esac\n"
                         "export RR_INTERACTIVE=yes\n"},
     "dash": {".profile": "echo hi\nexport RR_LOGIN=yes\n"},
+    "zsh": {".zprofile": "echo hi\nexport RR_LOGIN=yes\n",
+            ".zshrc": "[[ -o interactive ]] && export RR_INTERACTIVE=yes\n"},
     "tcsh": {".login": "setenv RR_LOGIN yes\n", ".cshrc": "echo hi\nsetenv RR_INTERACTIVE yes\n"},
     "fish": {".config/fish/config.fish": "echo hi\nif status is-login\n set -gx RR_LOGIN yes\nend\n"
              "if status is-interactive\n set -gx RR_INTERACTIVE yes\nend\n"},
