@@ -13,6 +13,7 @@ import json
 import os
 import pwd
 import re
+import select
 import shlex
 import shutil
 import signal
@@ -20,6 +21,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 
 from .common import base_dir, emit
 from .private import make_private_dir
@@ -130,20 +132,37 @@ def between_marks(text):
 
 
 def run_quietly(argv, timeout, executable=None, env=None, cwd=None):
-    """(status, stdout, stderr); the whole process group is killed on timeout."""
+    """(status, stdout, stderr); status is None when `timeout` ran out. Done as soon as
+    stdout holds a marked answer (a startup file may leave a background job holding
+    the pipe): the process group then has a moment to end before it is killed."""
     proc = subprocess.Popen(argv, executable=executable, env=env, cwd=cwd,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    data = {out_fd: b"", err_fd: b""}
+    deadline = time.time() + timeout
+    pending = set(data)
+    while pending and data[out_fd].count(MARK.encode()) < 2 and time.time() < deadline:
+        ready = select.select(list(pending), [], [], min(0.5, max(0, deadline - time.time())))[0]
+        if not ready and proc.poll() is not None:
+            break  # it has ended; only something it left in the background holds the pipes
+        for fd in ready:
+            chunk = os.read(fd, 65536)
+            data[fd] += chunk
+            if not chunk:
+                pending.discard(fd)
     try:
-        out, err = proc.communicate(timeout=timeout)
+        status = proc.wait(timeout=max(0.1, min(2, deadline - time.time())))
     except subprocess.TimeoutExpired:
+        status = None
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except OSError:
             pass
-        out, err = proc.communicate()
-        return None, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
-    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+        proc.wait()
+    proc.stdout.close()
+    proc.stderr.close()
+    return status, data[out_fd].decode("utf-8", "replace"), data[err_fd].decode("utf-8", "replace")
 
 
 def last_line(text):

@@ -4,10 +4,13 @@ and which Python `kernel.python` means - run with real shells and interpreters h
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
 from typing import Any
@@ -124,6 +127,20 @@ def test_the_login_environment_is_what_a_terminal_login_gets(
     assert env["RR_LOGIN"] == "yes"
     if name != "dash":
         assert env["RR_INTERACTIVE"] == "yes"
+
+
+def test_a_background_job_of_a_startup_file_does_not_hold_things_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    login_home(tmp_path, {".profile": 'sleep 60 &\necho $! > "$HOME/job"\nexport RR_LOGIN=yes\n'},
+               monkeypatch, "/bin/dash")
+    started = time.monotonic()
+    try:
+        env, note = kernel.login_environment()
+        assert time.monotonic() - started < 15  # not the 30 s timeout: done at the mark
+        assert note is None and env["RR_LOGIN"] == "yes"
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int((tmp_path / "home" / "job").read_text()), signal.SIGKILL)
 
 
 def test_a_login_shell_that_fails_or_hangs_leaves_the_session_environment(
