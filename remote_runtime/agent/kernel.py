@@ -275,8 +275,9 @@ def examine(python, env, workdir):
     status, out, err = run_quietly([python, "-c", CHECK], 60, env=env, cwd=workdir)
     info = between_marks(out)
     if not isinstance(info, dict):
-        raise KernelError("the kernel's Python %s does not run (exit status %s)"
-                          % (python, status), details=(err or out).strip()[-800:] or None)
+        raise KernelError("the kernel's Python %s did not answer as a Python interpreter "
+                          "(exit status %s)" % (python, status),
+                          details=(err or out).strip()[-800:] or None)
     return info
 
 

@@ -222,6 +222,8 @@ def test_prepare_fails_with_the_reason(tmp_path: Path, capsys: pytest.CaptureFix
     assert info.value.message == (
         "kernel.setup line 1 failed (exit status 2): source ~/miniconda3/bin/activate ml")
     assert "cannot open" in (info.value.details or "")
+    with pytest.raises(kernel.KernelError, match="/bin/true did not answer as a Python"):
+        kernel.prepare({"python": "/bin/true", "workdir": str(tmp_path)})
     bare = bare_venv(tmp_path / "bare")  # no pip either: the install fails, and says why
     with pytest.raises(kernel.KernelError, match=f"installing ipykernel into {bare} failed"
                        ) as info:
