@@ -11,13 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import health, procs, providers, redact, ssh, state
+from . import health, procs, providers, redact, ssh, state, stops
 from .bootstrap import start_agent
 from .errors import CloudError, NotRunningError, RemoteRuntimeError, SSHError, StateError
 from .profiles import Profile, ProfileSet
 from .remote import RemoteHost, ServerHandle
 
 STOP_WAIT = 90.0  # a supervisor stops the server (<= 40 s) and closes everything
+TAKE_WAIT = 10.0  # an owner's watcher takes a stop request within a poll (0.25 s)
 
 
 @dataclass
@@ -146,10 +147,7 @@ def down(profiles: ProfileSet, name: str, progress: Callable[[str], None]) -> li
         )
     if record.alive:
         progress(f"asking process {record.pid} to tear '{name}' down")
-        if procs.stop_pid(record.pid, timeout=STOP_WAIT):
-            done.append(f"process {record.pid} tore the runtime down")
-        else:
-            done.append(f"process {record.pid} did not stop within {STOP_WAIT:.0f}s; killed it")
+        done.append(_stop_owner(name, record.pid))
         if state.get(name) is None:
             return done
     else:
@@ -158,6 +156,29 @@ def down(profiles: ProfileSet, name: str, progress: Callable[[str], None]) -> li
     state.remove(name)
     done.append("removed the state record")
     return done
+
+
+def _stop_owner(name: str, pid: int) -> str:
+    """Ask the owner to tear down and wait for it to end; say how it ended.
+
+    First a stop request, which every OS can deliver (`stops`). An owner that does not
+    take it (it is stuck, or predates stop requests) gets `procs.stop_pid`: SIGTERM on
+    POSIX, which our CLI also tears down on; on Windows that is TerminateProcess, a kill,
+    after which `down` stops the remote server itself.
+    """
+    stops.request(name, pid)
+    try:
+        if stops.wait_taken(name, TAKE_WAIT):
+            if procs.wait_gone(pid, STOP_WAIT):
+                return f"process {pid} tore the runtime down"
+            procs.kill(pid)
+            procs.wait_gone(pid, 5.0)
+            return f"process {pid} did not finish its teardown within {STOP_WAIT:.0f}s; killed it"
+    finally:
+        stops.withdraw(name)
+    if procs.stop_pid(pid, timeout=STOP_WAIT):
+        return f"process {pid} did not take the stop request; terminated it"
+    return f"process {pid} did not stop within {STOP_WAIT:.0f}s; killed it"
 
 
 def _clean_stale(profile: Profile, record: state.Record,

@@ -9,12 +9,25 @@ on Windows would end the process it asks about.
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
+import sys
 import time
+from typing import Any
 
 import psutil
 
 POLL = 0.1
+WINDOWS = sys.platform == "win32"
+
+
+def stopping_signals(module: Any = signal) -> tuple[signal.Signals, ...]:
+    """The signals besides SIGINT that ask a program to end, where the OS has them:
+    SIGTERM and SIGHUP on POSIX; SIGBREAK (Ctrl-Break) on Windows. Windows' SIGTERM can
+    be handled but nothing ever sends it. `module` is the signal module, or a stand-in
+    in tests."""
+    names = ("SIGTERM", "SIGHUP", "SIGBREAK")
+    return tuple(getattr(module, name) for name in names if hasattr(module, name))
 
 
 def alive(pid: int) -> bool:
@@ -82,16 +95,33 @@ def stop_pid(pid: int, *, timeout: float, kill_timeout: float = 5.0) -> bool:
 
 
 def stop_child(proc: subprocess.Popen[bytes] | subprocess.Popen[str], *,
-               timeout: float = 5.0) -> bool:
+               timeout: float = 5.0, windows: bool = WINDOWS) -> bool:
     """Terminate a child we started, wait (reaping it), then kill; True if it ended by itself
-    or on the terminate."""
+    or on the terminate.
+
+    On Windows terminating is TerminateProcess, which ends only that process: a child
+    started through a batch file (`gcloud.cmd` runs cmd.exe, which runs Python) would
+    leave its own children running, so they are ended too.
+    """
     if proc.poll() is not None:
         return True
+    descendants = _descendants(proc.pid) if windows else []
     proc.terminate()
     try:
         proc.wait(timeout=timeout)
-        return True
+        ended = True
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=timeout)
-        return False
+        ended = False
+    for child in descendants:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    return ended
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return list(psutil.Process(pid).children(recursive=True))
+    except psutil.Error:
+        return []

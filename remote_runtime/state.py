@@ -3,24 +3,28 @@
 One JSON file per runtime under the state dir, versioned, written atomically
 (temp file + rename) under a lock, mode 0600 (a record holds the token).
 A record whose owning process is gone is reported as stale, never trusted.
+The lock is `filelock`'s (flock on POSIX, LockFileEx on Windows).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import filelock
+
 from . import paths, procs
 from .errors import StateError
 
 VERSION = 1
+LOCK_TIMEOUT = 30.0  # every holder only reads or writes a few small files
 
 
 @dataclass
@@ -61,40 +65,64 @@ class Record:
         return asdict(self)
 
 
-def _dir() -> Path:
+def runtimes_dir() -> Path:
+    """Where the records (and `stops` requests) live."""
     return paths.ensure_private_dir(paths.state_dir() / "runtimes")
 
 
 @contextlib.contextmanager
 def locked() -> Iterator[None]:
     """Serialize state changes across processes."""
-    lock_path = _dir() / ".lock"
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    lock_path = runtimes_dir() / ".lock"
+    lock = filelock.FileLock(lock_path, timeout=LOCK_TIMEOUT, mode=0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        lock.acquire()
+    except filelock.Timeout:
+        raise StateError(f"{lock_path}: still locked after {LOCK_TIMEOUT:.0f}s",
+                         hint="another remote-runtime command holds it; try again") from None
+    try:
         yield
     finally:
-        os.close(fd)
+        lock.release()
 
 
 def _path(name: str) -> Path:
-    return _dir() / f"{name}.json"
+    return runtimes_dir() / f"{name}.json"
 
 
 def write(record: Record) -> None:
-    path = _path(record.name)
+    write_private(_path(record.name), json.dumps(record.to_dict(), indent=1, sort_keys=True))
+
+
+def write_private(path: Path, data: str) -> None:
+    """Write `data` to `path` atomically (temp file + rename), readable only by the user."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    data = json.dumps(record.to_dict(), indent=1, sort_keys=True)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # O_BINARY: Windows would open the descriptor in text mode (CRLF doubled).
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
+        fd = os.open(tmp, flags, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        tmp.replace(path)
+        _replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _replace(tmp: Path, path: Path, *, windows: bool = sys.platform == "win32") -> None:
+    """Rename over `path`. Windows refuses while another process has `path` open (a
+    `list` reading it, which takes no lock): retry for a moment there."""
+    attempts = 20 if windows else 1
+    for attempt in range(attempts):
+        try:
+            tmp.replace(path)
+            return
+        except PermissionError:
+            if attempt + 1 == attempts:
+                raise
+            time.sleep(0.05)
 
 
 def claim(record: Record) -> None:
@@ -157,7 +185,7 @@ def read_all() -> tuple[dict[str, Record], list[str]]:
     """Every record by name, and a line per unreadable file (never fatal)."""
     records: dict[str, Record] = {}
     problems: list[str] = []
-    for path in sorted(_dir().glob("*.json")):
+    for path in sorted(runtimes_dir().glob("*.json")):
         record = _read(path)
         if isinstance(record, Record):
             records[record.name] = record

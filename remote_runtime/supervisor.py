@@ -1,12 +1,16 @@
 """Detached runtimes: a background supervisor that owns the tunnel.
 
 `spawn()` (run by `up --detach`) starts our own hidden entry point,
-`remote-runtime _supervise NAME`, in a new session. The supervisor brings the
-runtime up and reports on its stdout as JSON lines (progress, then `ready`
-or `error`); after `ready` it writes only to its log file. It keeps the
-runtime alive: on a lost connection it reconnects with backoff while the local
-port stays bound and the remote server keeps running under its lease. SIGTERM
-(`down`) makes it tear down through the same `finally` as the foreground.
+`remote-runtime _supervise NAME`, detached the way the OS detaches a process: a
+new session on POSIX; on Windows a new process group without a console
+(`DETACHED_PROCESS`), out of the terminal's job where the job allows it. The
+supervisor brings the runtime up and reports on its stdout as JSON lines
+(progress, then `ready` or `error`); after `ready` it writes only to its log
+file. It keeps the runtime alive: on a lost connection it reconnects with
+backoff while the local port stays bound and the remote server keeps running
+under its lease. A stop request from `down` (`stops`, every OS) or a stopping
+signal (SIGTERM, SIGHUP, SIGINT on POSIX; SIGINT, SIGBREAK on Windows) makes it
+tear down through the same `finally` as the foreground.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from . import paths, procs, state
+from . import paths, procs, state, stops
 from .errors import (
     ExitCode,
     RemoteRuntimeError,
@@ -34,6 +38,7 @@ from .profiles import Profile
 from .runtime import Runtime, RuntimeInfo
 
 BACKOFF_MAX = 30.0
+STARTING_STOP_WAIT = 120.0  # a supervisor interrupted mid-install unwinds, then tears down
 
 
 def log_path(name: str) -> Path:
@@ -54,6 +59,11 @@ class _Channel:
     def progress(self, message: str) -> None:
         self._log(message)
         self._send({"progress": message})
+
+    def started(self) -> None:
+        """Tell the parent our pid (on Windows a venv's python.exe is a launcher whose
+        child runs us, so the parent's Popen pid is not ours)."""
+        self._send({"started": os.getpid()})
 
     def _send(self, obj: dict[str, Any]) -> None:
         if self.stdout is None:
@@ -84,18 +94,26 @@ class _Channel:
 
 
 def supervise(profile: Profile, options: UpOptions) -> int:
-    """The hidden `_supervise` command: up, keep up, tear down on SIGTERM."""
+    """The hidden `_supervise` command: up, keep up, tear down when asked to stop."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+    for sig in (signal.SIGINT, *procs.stopping_signals()):
         signal.signal(sig, on_signal)
     log_file = log_path(profile.name).open("a", encoding="utf-8")
     channel = _Channel(sys.stdout, log_file)
     runtime = Runtime(profile, options, progress=channel.progress, detached=True,
                       log_path=str(log_path(profile.name)))
+
+    def on_request() -> None:
+        channel.note("stop requested (remote-runtime down)")
+        stop.set()
+
+    watcher = stops.Watcher(profile.name, os.getpid(), on_request)
+    watcher.start()
+    channel.started()
     status = 0
     try:
         info = _start_interruptibly(runtime, stop)
@@ -108,6 +126,7 @@ def supervise(profile: Profile, options: UpOptions) -> int:
         channel.error(exc)
         status = int(exc.exit_code)
     finally:
+        watcher.close()
         for line in runtime.close():
             channel.note(f"teardown: {line}")
         log_file.close()
@@ -178,20 +197,23 @@ def spawn(name: str, profiles_path: Path, options: UpOptions,
             "--profiles", str(profiles_path), "--options", options.to_json()]
     log = log_path(name)
     with log.open("a", encoding="utf-8") as err:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=err, start_new_session=True, text=True)
+        process = _start_detached(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=err, text=True)
     assert process.stdout is not None
+    owner = process.pid
     try:
         for line in process.stdout:
             try:
                 message = json.loads(line)
             except ValueError:
                 continue
-            if "progress" in message:
+            if "started" in message:
+                owner = int(message["started"])
+            elif "progress" in message:
                 progress(str(message["progress"]))
             elif "ready" in message:
                 info: dict[str, Any] = message["ready"]
-                info["pid"] = process.pid
+                info["pid"] = owner
                 info["log"] = str(log)
                 return info
             elif "error" in message:
@@ -204,8 +226,54 @@ def spawn(name: str, profiles_path: Path, options: UpOptions,
         raise RemoteRuntimeError(f"the supervisor exited ({status}) before the runtime was up",
                                  hint=f"see {log}")
     except KeyboardInterrupt:
-        # The supervisor tears down what it started (it may take a while), then ends.
-        procs.stop_child(process, timeout=120)
+        _stop_starting(name, owner, process)
         raise
     finally:
         process.stdout.close()
+
+
+def _stop_starting(name: str, pid: int, process: subprocess.Popen[str]) -> None:
+    """Ctrl-C while a supervisor starts: ask it as `down` does (a stop request reaches it
+    on every OS; on Windows it has no console for Ctrl-C and no SIGTERM to catch). It tears
+    down what it started, which may take a while, then ends."""
+    stops.request(name, pid)
+    try:
+        process.wait(timeout=STARTING_STOP_WAIT)
+    except subprocess.TimeoutExpired:
+        procs.stop_child(process, timeout=5)
+    finally:
+        stops.withdraw(name)
+
+
+# Windows process creation flags (subprocess defines them only on Windows).
+DETACHED_PROCESS = 0x00000008
+CREATE_NEW_PROCESS_GROUP = 0x00000200
+CREATE_BREAKAWAY_FROM_JOB = 0x01000000
+
+
+def detach_options(windows: bool) -> list[dict[str, Any]]:
+    """Popen keyword sets that detach a process, in the order to try them.
+
+    POSIX: a new session (no controlling terminal; the terminal's SIGHUP and Ctrl-C
+    do not reach it). Windows: no console (so no Ctrl-C, Ctrl-Break or console-close
+    event) in a process group of its own, and out of the terminal's job object so
+    closing the terminal does not end it; a job that forbids breakaway refuses that
+    flag, so the second set goes without it.
+    """
+    if not windows:
+        return [{"start_new_session": True}]
+    flags = DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP
+    return [{"creationflags": flags | CREATE_BREAKAWAY_FROM_JOB}, {"creationflags": flags}]
+
+
+def _start_detached(argv: list[str], *, windows: bool = sys.platform == "win32",
+                    popen: Callable[..., subprocess.Popen[str]] = subprocess.Popen,
+                    **kwargs: Any) -> subprocess.Popen[str]:
+    choices = detach_options(windows)
+    for index, extra in enumerate(choices):
+        try:
+            return popen(argv, **kwargs, **extra)
+        except PermissionError:  # ERROR_ACCESS_DENIED: the job forbids breakaway
+            if index + 1 == len(choices):
+                raise
+    raise AssertionError("unreachable")

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-from .. import __version__, command, control, profiles, supervisor
+from .. import __version__, command, control, paths, profiles, supervisor
 from ..errors import ExitCode, RemoteRuntimeError, UsageError
 from ..options import DEFAULT_TIMEOUT, UpOptions
 from ..runtime import Runtime
@@ -34,13 +33,13 @@ app = typer.Typer(
 profiles_app = typer.Typer(help="Inspect and validate the profiles file.", no_args_is_help=True)
 app.add_typer(profiles_app, name="profiles")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = render.console()
+err = render.console(stderr=True)
 
 ProfilesOpt = Annotated[
     Path | None,
     typer.Option("--profiles", help="Profiles file (default: $REMOTE_RUNTIME_PROFILES, "
-                 "then ~/.config/remote-runtime/profiles.yaml).", show_default=False),
+                 f"then {paths.default_profiles_file()}).", show_default=False),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 PortOpt = Annotated[int | None, typer.Option(
@@ -52,7 +51,7 @@ AcceptOpt = Annotated[bool, typer.Option(
 
 
 def progress(message: str) -> None:
-    err.print(f"[dim]-[/dim] {message}")
+    err.print(render.text(("-", "dim"), f" {message}"))
 
 
 def _passphrase(path: Path) -> str:
@@ -74,10 +73,11 @@ def _confirm_if_tty() -> Any:
 
 def _teardown(runtime: Runtime) -> None:
     """Close the runtime where no signal can cut the teardown short; say what was done."""
-    with interrupts.shielded(lambda: err.print("[yellow]tearing down, please wait...[/yellow]")):
+    with interrupts.shielded(
+            lambda: err.print(render.text(("tearing down, please wait...", "yellow")))):
         done = runtime.close()
     for line in done:
-        err.print(f"[dim]-[/dim] {line}")
+        progress(line)
 
 
 @app.command()
@@ -109,12 +109,13 @@ def up(
 
 
 def _hold_foreground(runtime: Runtime, *, as_json: bool) -> None:
-    """Start, print the URL, wait for Ctrl-C/SIGTERM/SIGHUP or a failure; always tear down."""
+    """Start, print the URL, wait for Ctrl-C (or another stopping signal, or `down`) or a
+    failure; always tear down."""
     stop = threading.Event()
     failure: RemoteRuntimeError | None = None
     interrupted_early = False
     try:
-        with interrupts.terminate_as_interrupt():
+        with interrupts.terminate_as_interrupt(runtime.profile.name):
             try:
                 data = runtime.start().to_dict(show_token=True)
             except KeyboardInterrupt:
@@ -157,7 +158,7 @@ def list_(
     else:
         render.runtimes(out, loaded.path, rows)
     for problem in problems:
-        err.print(f"[yellow]warning:[/yellow] {problem}")
+        err.print(render.text(("warning:", "yellow"), f" {problem}"))
 
 
 @app.command()
@@ -198,7 +199,7 @@ def down(
     for runtime_name, done in results.items():
         out.print(f"runtime '{runtime_name}' is down")
         for line in done:
-            err.print(f"[dim]-[/dim] {line}")
+            progress(line)
 
 
 @app.command()
@@ -212,7 +213,7 @@ def logs(
     """Show the remote Jupyter server's log (the token is hidden)."""
     with contextlib.suppress(KeyboardInterrupt):  # the way to end --follow
         control.logs(profiles.load(profiles_path), name, follow=follow, lines=lines,
-                     write=lambda line: out.print(line, markup=False, highlight=False))
+                     write=out.print)
 
 
 @app.command("run")
@@ -235,7 +236,7 @@ def run_command(
                       confirm=_confirm_if_tty())
     status_code: int = ExitCode.INTERRUPTED
     try:
-        with interrupts.terminate_as_interrupt():
+        with interrupts.terminate_as_interrupt(name):
             try:
                 status_code = command.run(runtime, argv, progress)
             except KeyboardInterrupt:  # before the command started
@@ -263,7 +264,7 @@ def profiles_check(profiles_path: ProfilesOpt = None) -> None:
     result, problems = profiles.validate(source)
     if problems:
         for problem in problems:
-            err.print(f"[red]error:[/red] {problem}")
+            err.print(render.text(("error:", "red"), f" {problem}"))
         raise typer.Exit(ExitCode.PROFILE)
     names = ", ".join(result.profiles) or "none"
     out.print(f"{source}: {len(result.profiles)} profile(s) OK ({names})")

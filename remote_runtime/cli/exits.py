@@ -8,7 +8,6 @@ traceback to a log file, never to the screen.
 from __future__ import annotations
 
 import contextlib
-import resource
 import sys
 import time
 import traceback
@@ -24,6 +23,7 @@ except ImportError:  # older typer: the click package
 from .. import __version__, paths
 from ..errors import ExitCode, RemoteRuntimeError
 from .app import app, err
+from .render import text
 
 
 def _log_unexpected(exc: BaseException) -> Path | None:
@@ -40,17 +40,22 @@ def _log_unexpected(exc: BaseException) -> Path | None:
 
 def report(exc: RemoteRuntimeError) -> int:
     """Print one line (and a hint) for an error; return its exit status."""
-    err.print(f"[red]error:[/red] {exc.message}", markup=True)
+    err.print(text(("error:", "red"), f" {exc.message}"))
     if exc.details:
-        err.print(exc.details, markup=False)
+        err.print(exc.details)
     if exc.hint:
-        err.print(f"[dim]hint:[/dim] {exc.hint}")
+        err.print(text(("hint:", "dim"), f" {exc.hint}"))
     return int(exc.exit_code)
 
 
 def _raise_fd_limit() -> None:
     """Each forwarded connection holds a socket: lift the soft open-file limit toward
-    the hard one (macOS starts at 256, which would cap Colab's connections)."""
+    the hard one (macOS starts at 256, which would cap Colab's connections). Windows has
+    no such limit on sockets (and no `resource` module)."""
+    try:
+        import resource
+    except ImportError:
+        return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     cap = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
     for target in (cap, 10240):  # macOS refuses more than OPEN_MAX (10240)
@@ -73,12 +78,12 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return pe
     except click_exc.UsageError as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # the help text was the message
             return int(ExitCode.USAGE)
-        err.print(f"[red]error:[/red] {exc.format_message()}")
+        err.print(text(("error:", "red"), f" {exc.format_message()}"))
         if exc.ctx is not None:
-            err.print(f"[dim]hint:[/dim] see '{exc.ctx.command_path} --help'")
+            err.print(text(("hint:", "dim"), f" see '{exc.ctx.command_path} --help'"))
         return int(ExitCode.USAGE)
     except click_exc.ClickException as exc:
-        err.print(f"[red]error:[/red] {exc.format_message()}")
+        err.print(text(("error:", "red"), f" {exc.format_message()}"))
         return int(ExitCode.USAGE)
     except (typer.Abort, KeyboardInterrupt):
         err.print("interrupted")
@@ -86,6 +91,6 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return pe
     except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into a line
         log = _log_unexpected(exc)
         where = f"; details in {log}" if log else ""
-        err.print(f"[red]error:[/red] unexpected {type(exc).__name__}: {exc}{where}")
+        err.print(text(("error:", "red"), f" unexpected {type(exc).__name__}: {exc}{where}"))
         return int(ExitCode.ERROR)
     return int(result) if isinstance(result, int) else 0

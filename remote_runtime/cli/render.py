@@ -1,4 +1,9 @@
-"""Text renderings of the core's results; `--json` prints their to_dict() instead."""
+"""Text renderings of the core's results; `--json` prints their to_dict() instead.
+
+Every message is printed as text, never parsed as rich markup: the consoles are
+made with `console()`, and styles are applied to pieces with `text()`, so
+`[gce]`, `[host]:port` or `[::1]` in a message reach the terminal as written.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ..control import RuntimeStatus
 from ..health import HealthReport
@@ -22,13 +28,24 @@ paste the URL above, then Connect.
   Safari and Brave shields may block the connection to localhost."""
 
 
+def console(*, stderr: bool = False) -> Console:
+    """A console that prints text as it is: no markup, no emoji codes, no highlighting."""
+    return Console(stderr=stderr, markup=False, emoji=False, highlight=False, soft_wrap=True)
+
+
+def text(*parts: str | tuple[str, str]) -> Text:
+    """Plain strings and (string, style) pairs joined into one line, none parsed as markup."""
+    return Text.assemble(*parts)
+
+
 def up(out: Console, info: dict[str, Any], *, detached: bool) -> None:
-    out.print(f"[bold green]Runtime '{info['name']}' is up[/bold green] "
-              f"on {info['target']}, port {info['port']} (forwarded to localhost:{info['port']})")
+    out.print(text((f"Runtime '{info['name']}' is up", "bold green"),
+                   f" on {info['target']}, port {info['port']} "
+                   f"(forwarded to localhost:{info['port']})"))
     for note in info.get("notes", []):
-        out.print(f"[yellow]note:[/yellow] {note}")
+        out.print(text(("note:", "yellow"), f" {note}"))
     out.print()
-    out.print(f"  [bold]{info['url']}[/bold]")
+    out.print(text("  ", (str(info["url"]), "bold")))
     out.print()
     out.print(BROWSER_HELP)
     out.print()
@@ -74,8 +91,8 @@ def runtimes(out: Console, source: Path, rows: list[RuntimeStatus]) -> None:
 
 
 def health_report(out: Console, name: str, report: HealthReport) -> None:
-    verdict = "[green]healthy[/green]" if report.ok else "[red]unhealthy[/red]"
-    out.print(f"runtime '{name}' ({report.url}): {verdict}")
+    verdict = ("healthy", "green") if report.ok else ("unhealthy", "red")
+    out.print(text(f"runtime '{name}' ({report.url}): ", verdict))
     for check in report.checks:
-        mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
-        out.print(f"  {mark} {check.name:<10} {check.detail}")
+        mark = ("ok  ", "green") if check.ok else ("FAIL", "red")
+        out.print(text("  ", mark, f" {check.name:<10} {check.detail}"))

@@ -57,8 +57,8 @@ def start_up() -> Iterator[Any]:
     """Start `up` processes; any still running when the test ends are killed."""
     started: list[UpProcess] = []
 
-    def start(*args: str) -> UpProcess:
-        up = UpProcess.start(*args)
+    def start(*args: str, env: dict[str, str] | None = None) -> UpProcess:
+        up = UpProcess.start(*args, env=env)
         started.append(up)
         return up
 

@@ -588,7 +588,8 @@ def test_missing_google_libraries(fake: FakeCompute, monkeypatch: pytest.MonkeyP
     monkeypatch.setitem(sys.modules, "google.cloud.compute_v1", None)
     with pytest.raises(CloudError) as err:
         provider(fake).prepare(Progress())
-    assert err.value.hint == "pip install 'remote-runtime[gce]'"
+    assert err.value.hint is not None
+    assert "pip install --force-reinstall 'remote-runtime[gce]'" in err.value.hint
 
 
 def test_library_free_import() -> None:

@@ -63,14 +63,14 @@ class UpProcess:
     _threads: list[threading.Thread] = field(default_factory=list)
 
     @classmethod
-    def start(cls, *args: str) -> UpProcess:
+    def start(cls, *args: str, env: dict[str, str] | None = None) -> UpProcess:
         proc = subprocess.Popen(
             cli_argv("up", *args),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             text=True,
-            env=cli_env(),
+            env=cli_env() if env is None else env,
             start_new_session=True,
         )
         up = cls(proc)

@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
     {"jupyter", "profiles"},  # what a runtime is, as data
     {"ssh"},  # one connection
     {"forward", "health", "providers", "bootstrap"},  # over a connection; to a connection
-    {"ports", "remote", "kernel", "heartbeat", "state"},  # the parts of a runtime
+    {"ports", "remote", "kernel", "heartbeat", "state", "stops"},  # the parts of a runtime
     {"runtime"},  # the orchestration
     {"command", "supervisor", "control"},  # runtimes in use, across processes
     {"api"},  # the Python API

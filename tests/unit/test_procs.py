@@ -4,6 +4,7 @@ terminate-then-kill for a PID and for a child."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -82,3 +83,52 @@ def test_wait_gone_times_out_on_a_live_process() -> None:
         proc.wait()
     assert procs.wait_gone(proc.pid, 0.2) is True
     assert procs.alive(os.getpid())
+
+
+# --- per OS -----------------------------------------------------------------------------------
+
+
+class _Posix:
+    SIGTERM, SIGHUP, SIGINT = 15, 1, 2
+
+
+class _Windows:  # Python's signal module on Windows: no SIGHUP, a SIGBREAK
+    SIGTERM, SIGINT, SIGBREAK = 15, 2, 21
+
+
+def test_stopping_signals_per_os() -> None:
+    assert procs.stopping_signals(_Posix) == (15, 1)
+    assert procs.stopping_signals(_Windows) == (15, 21)
+    assert procs.stopping_signals() == (signal.SIGTERM, signal.SIGHUP)  # this machine
+
+
+# A parent that leaves a child behind when it is terminated, as cmd.exe running
+# gcloud.cmd leaves gcloud's Python on Windows (TerminateProcess ends one process).
+PARENT_OF_ONE = (
+    "import subprocess, sys, time\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+    "print(child.pid, flush=True); time.sleep(60)\n"
+)
+
+
+def _parent_and_child() -> tuple[subprocess.Popen[str], int]:
+    parent = subprocess.Popen([sys.executable, "-c", PARENT_OF_ONE], stdout=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    assert parent.stdout is not None
+    return parent, int(parent.stdout.readline())
+
+
+def test_stop_child_on_windows_also_ends_the_childs_children() -> None:
+    parent, child = _parent_and_child()
+    assert procs.stop_child(parent, timeout=5, windows=True)
+    assert procs.wait_gone(child, 5), "the grandchild survived"
+
+
+def test_stop_child_on_posix_leaves_the_process_group_to_signals() -> None:
+    parent, child = _parent_and_child()
+    try:
+        assert procs.stop_child(parent, timeout=5, windows=False)
+        assert procs.alive(child)  # POSIX: a signal to the group reaches it; not our job here
+    finally:
+        procs.kill(child)
+        procs.wait_gone(child, 5)

@@ -19,7 +19,7 @@ from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import pytest
-from support.env import Isolated
+from support.env import REPO_ROOT, Isolated
 
 from remote_runtime import procs, state
 from remote_runtime.errors import ExitCode, StateError
@@ -352,3 +352,50 @@ def test_failed_write_leaves_no_temp_file(
         patch.setattr(os, "fsync", broken_fsync)
         state.write(make_record())
     assert [p.name for p in runtimes_dir(isolated).iterdir() if p.name != ".lock"] == []
+
+
+# --- portability ----------------------------------------------------------------------------
+
+
+def test_replace_retries_while_windows_holds_the_target_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows refuses a rename over a file another process has open (a `list` reading it)."""
+    target, tmp = tmp_path / "sb.json", tmp_path / ".sb.json.tmp"
+    target.write_text("old")
+    tmp.write_text("new")
+    real, refusals = Path.replace, [2]
+
+    def replace(self: Path, other: Path) -> Path:
+        if refusals[0]:
+            refusals[0] -= 1
+            raise PermissionError(13, "Access is denied")
+        return real(self, other)
+
+    monkeypatch.setattr(Path, "replace", replace)
+    state._replace(tmp, target, windows=True)
+    assert target.read_text() == "new" and not tmp.exists()
+    tmp.write_text("newer")
+    refusals[0] = 1
+    with pytest.raises(PermissionError):  # elsewhere a refusal is a real error
+        state._replace(tmp, target, windows=False)
+
+
+def test_a_held_lock_times_out_with_a_state_error(
+    isolated: Isolated, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state, "LOCK_TIMEOUT", 0.3)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom remote_runtime import state\n"
+         "with state.locked():\n    print('held', flush=True); time.sleep(30)\n"],
+        stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(StateError, match="still locked") as err, state.locked():
+            pass
+        assert err.value.exit_code == ExitCode.STATE
+    finally:
+        holder.kill()
+        holder.wait()
+    with state.locked():  # released with its holder
+        pass

@@ -29,7 +29,9 @@ from urllib.parse import urlsplit
 from ...errors import CloudError
 from ...options import Progress
 
-INSTALL_HINT = "pip install 'remote-runtime[gce]'"
+INSTALL_HINT = ("GCE support is part of remote-runtime's install: reinstall it "
+                "(pipx reinstall remote-runtime, or pip install --force-reinstall "
+                "'remote-runtime[gce]')")
 LOGIN_HINT = "run 'gcloud auth application-default login' (or point " \
     "GOOGLE_APPLICATION_CREDENTIALS at a service-account key file)"
 ENDPOINT_ENV = "REMOTE_RUNTIME_COMPUTE_ENDPOINT"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import pwd
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -40,16 +39,24 @@ def default_user(environ: Mapping[str, str]) -> str:
     name = next((environ[v] for v in ("LOGNAME", "USER", "LNAME", "USERNAME")
                  if environ.get(v)), "")
     if not name:
-        try:
-            name = pwd.getpwuid(os.getuid()).pw_name
-        except KeyError:
-            name = "user"
+        name = _account_name()
     if all(ord(c) < 128 and c != " " for c in name):
         return name
     mapped = "".join(c if c.isalnum() and ord(c) < 128 else "_" for c in name.lower())
     if not mapped[:1].isalpha():
         mapped = "g" + mapped
     return mapped[:32]
+
+
+def _account_name() -> str:
+    """The login name from the user database where there is one (POSIX); Windows always
+    sets USERNAME, read above."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        return "user"
 
 
 def parse_public_key(line: str) -> tuple[str, str, str]:
@@ -119,7 +126,9 @@ def _generate(path: Path, comment: str, environ: Mapping[str, str]) -> None:
                                 serialization.NoEncryption())
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                            serialization.PublicFormat.OpenSSH)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # O_BINARY: on Windows a descriptor opens in text mode, which would rewrite the key's
+    # line ends.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(private)
     Path(f"{path}.pub").write_text(f"{public.decode()} {comment}\n", encoding="ascii")

@@ -10,7 +10,6 @@ lazily, and only by `api`, so other profiles work without them.
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import time
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from ...errors import CloudError
 from ...options import Progress
 from ...profiles import GCESettings, Profile
 from ...ssh.endpoint import Endpoint
+from ...ssh.streams import command_line
 from . import keys
 from .api import (
     ComputeApi,
@@ -376,7 +376,9 @@ class GceProvider:
                              hint="install the Google Cloud SDK, or set address: internal "
                              "or a proxy_command in the profile")
         progress(f"connecting through IAP (gcloud compute start-iap-tunnel {s.instance})")
-        return s.instance, shlex.join([
+        # As `gcloud compute ssh` does; quoted for how this OS runs ProxyCommands
+        # (on Windows the path of gcloud.cmd, which CreateProcess would not find).
+        return s.instance, command_line([
             "gcloud", "compute", "start-iap-tunnel", s.instance, str(s.ssh_port),
             "--listen-on-stdin", "--zone", s.zone, "--project", api.project])
 

@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -305,7 +306,9 @@ def test_profiles_check_uses_the_lookup_order(
 
 
 def _dependency_closure(dist: str) -> set[str]:
-    """Distributions `dist` installs unconditionally (no extras), normalised names."""
+    """Distributions `dist` installs unconditionally (no extras), normalised names. The
+    checkout's own pyproject.toml says what it needs (the installed metadata may be an
+    older checkout's); installed metadata says what those need in turn."""
     seen: set[str] = set()
     todo = [dist]
     while todo:
@@ -314,10 +317,14 @@ def _dependency_closure(dist: str) -> set[str]:
         if key in seen:
             continue
         seen.add(key)
-        try:
-            requires = importlib.metadata.requires(name) or []
-        except importlib.metadata.PackageNotFoundError:
-            continue
+        if key == dist:
+            project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+            requires = list(project["dependencies"])
+        else:
+            try:
+                requires = importlib.metadata.requires(name) or []
+            except importlib.metadata.PackageNotFoundError:
+                continue
         for text in requires:
             requirement = Requirement(text)
             if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
@@ -355,3 +362,23 @@ def test_the_cli_runs_with_only_its_declared_dependencies(tmp_path: Path) -> Non
             check=False,
         )
         assert result.returncode == expected, result.stderr[-2000:]
+
+
+# --- open-file limit -------------------------------------------------------------------------
+
+
+def test_the_open_file_limit_is_raised_where_there_is_one() -> None:
+    code = ("import resource\nfrom remote_runtime.cli import exits\n"
+            "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+            "exits._raise_fd_limit()\n"
+            "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], min(hard, 10240))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=cli_env(), timeout=60, check=False)
+    raised, floor = map(int, result.stdout.split())
+    assert raised >= floor, result.stderr
+
+
+def test_no_resource_module_no_limit_to_raise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "resource", None)  # Windows
+    cli_exits._raise_fd_limit()

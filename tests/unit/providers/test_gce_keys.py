@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,10 @@ def test_has_key_ignores_comment_and_other_users() -> None:
     assert gce_keys.has_key(value, "alice", line)
     assert not gce_keys.has_key(value, "bob", line)
     assert gce_keys.add_key(OTHER_KEY, "alice", line) == f"{OTHER_KEY}\nalice:{line}"
+
+
+def test_default_user_without_a_user_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows has no `pwd`; it always sets USERNAME, which is read first."""
+    monkeypatch.setitem(sys.modules, "pwd", None)
+    assert gce_keys.default_user({"USERNAME": "Ada Lovelace"}) == "ada_lovelace"
+    assert gce_keys.default_user({}) == "user"
