@@ -34,7 +34,7 @@ def up(
     Yields a RuntimeInfo (`url`, `port`, `token`, `health`, ...). Raises a
     `remote_runtime.errors.RemoteRuntimeError` subclass when it cannot.
     """
-    profile = profiles_mod.load(profiles).get(name)
+    profile = profiles_mod.load(profiles).to_start(name)  # {run}: a new runtime
     options = UpOptions(port=port, timeout=timeout, accept_new_host_key=accept_new_host_key)
     with Runtime(profile, options, progress=progress or quiet) as runtime:
         assert runtime.info is not None

@@ -2,18 +2,31 @@
 
 Works from state records alone, so any terminal can inspect or stop a runtime
 that another process (a foreground `up`, a supervisor, a `run`) owns. A record
-whose owner is gone is reported as stale and cleaned by `down`.
+whose owner is gone is reported as stale and cleaned by `down`; one whose Spot
+VM was preempted stays as `preempted` until `down`. A `{run}` profile has one
+row per runtime made from it (PROFILE-SUFFIX); naming the profile in `down`
+means all of them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import health, procs, providers, redact, ssh, state, stops
+from . import activity, health, procs, providers, redact, ssh, state, stops
 from .bootstrap import start_agent
-from .errors import CloudError, NotRunningError, RemoteRuntimeError, SSHError, StateError
+from .errors import (
+    CloudError,
+    NotRunningError,
+    PreemptedError,
+    ProfileError,
+    RemoteRuntimeError,
+    SSHError,
+    StateError,
+    UsageError,
+)
 from .profiles import Profile, ProfileSet
 from .remote import RemoteHost, ServerHandle
 
@@ -27,9 +40,12 @@ class RuntimeStatus:
 
     profile: Profile
     record: state.Record | None
-    state: str  # "up", "starting", "down" or "stale"
+    state: str  # "up", "starting", "down", "stale" or "preempted"
     health: health.HealthReport | None = None
     live_status: str | None = None  # GCE instance status with --refresh
+    activity: activity.Activity | None = None  # with gce.idle_stop_minutes
+    gpu: str | None = None  # what nvidia-smi says (status), or why it failed
+    gpu_ok: bool | None = None
 
     def to_dict(self, *, show_token: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -39,6 +55,8 @@ class RuntimeStatus:
             "state": self.state,
             "jupyter_port": self.profile.jupyter.port,
         }
+        if self.profile.base:
+            data["profile"] = self.profile.base  # made from a {run} profile
         if self.live_status is not None:
             data["instance_status"] = self.live_status
         record = self.record
@@ -54,16 +72,24 @@ class RuntimeStatus:
             )
             if show_token:
                 data["token"] = record.token
+        elif record is not None and self.state == "preempted":
+            data["ended"] = record.ended or "its Spot VM was preempted"
         elif record is not None:
             data["stale"] = f"owner process {record.pid} is gone"
         if self.health is not None:
             data["health"] = self.health.to_dict()
+        if self.activity is not None:
+            data.update(self.activity.to_dict())
+        if self.gpu is not None:
+            data["gpu"] = {"ok": self.gpu_ok, "detail": self.gpu}
         return data
 
 
 def _status_of(profile: Profile, record: state.Record | None) -> RuntimeStatus:
     if record is None:
         return RuntimeStatus(profile, None, "down")
+    if record.phase == "preempted":
+        return RuntimeStatus(profile, record, "preempted")
     if not record.alive:
         return RuntimeStatus(profile, record, "stale")
     return RuntimeStatus(profile, record, "starting" if record.phase == "starting" else "up")
@@ -76,16 +102,53 @@ def list_runtimes(
     `refresh` asks the cloud API for each GCE VM's live status."""
     records, problems = state.read_all()
     rows = []
+    listed: set[str] = set()
     for profile in profiles.profiles.values():
-        row = _status_of(profile, records.get(profile.name))
-        if check_health and row.state == "up" and row.record is not None:
-            row.health = health.quick_check(row.record.port, row.record.token)
-        if refresh and profile.gce is not None:
-            row.live_status = _live_status(profile)
-        rows.append(row)
-    for name in sorted(set(records) - set(profiles.profiles)):
+        pairs: list[tuple[Profile, state.Record | None]] = [(profile, records.get(profile.name))]
+        if profile.run_template:  # a row per runtime made from it, or one "down" row
+            made = sorted((r for r in records.values() if r.profile == profile.name),
+                          key=lambda r: r.since)
+            pairs = [(profiles.get(r.name), r) for r in made] or [(profile, None)]
+        for runtime_profile, record in pairs:
+            listed.update([record.name] if record is not None else [])
+            rows.append(_row(runtime_profile, record, check_health=check_health,
+                             refresh=refresh))
+    for name in sorted(set(records) - listed):
         problems.append(f"runtime '{name}' is recorded but its profile is not in {profiles.path}")
     return rows, problems
+
+
+def _row(profile: Profile, record: state.Record | None, *, check_health: bool,
+         refresh: bool) -> RuntimeStatus:
+    row = _status_of(profile, record)
+    if check_health and row.state == "up" and record is not None:
+        row.health = health.quick_check(record.port, record.token)
+        if row.health.ok and profile.idle_stop_seconds is not None:
+            row.activity = activity.read(record.port, record.token, profile.idle_stop_seconds)
+    failing = row.state == "stale" or (row.health is not None and not row.health.ok)
+    when = _preempted_at(profile, record) if record is not None and failing else None
+    if record is not None and when:
+        row.state, record.ended = "preempted", f"its Spot VM was preempted at {when}"
+    if refresh and profile.gce is not None and not profile.run_template:
+        row.live_status = _live_status(profile)  # (a template's row has no VM of its own)
+    return row
+
+
+def _spot(profile: Profile) -> bool:
+    return bool(profile.gce and profile.gce.create and profile.gce.create.spot)
+
+
+def _preempted_at(profile: Profile, record: state.Record) -> str | None:
+    """When the runtime's Spot VM was preempted (asked of the Compute API), or None."""
+    if not _spot(profile):
+        return None
+    from .providers.gce import preemption
+
+    instance_id = str(record.endpoint.get("extra", {}).get("instance_id", ""))
+    try:
+        return preemption(profile, instance_id)
+    except CloudError:
+        return None
 
 
 def _live_status(profile: Profile) -> str:
@@ -99,7 +162,17 @@ def _live_status(profile: Profile) -> str:
 
 def _live_record(profiles: ProfileSet, name: str) -> tuple[Profile, state.Record]:
     profile = profiles.get(name)
+    if profile.run_template:  # the profile's only runtime, if it has exactly one
+        made = runtimes_of(profile)
+        if len(made) != 1:
+            listed = ", ".join(r.name for r in made) or "none"
+            raise UsageError(f"profile '{name}' makes a runtime per run; name one of its "
+                             f"runtimes (up: {listed})", hint="see 'remote-runtime list'")
+        profile, name = profiles.get(made[0].name), made[0].name
     record = state.get(name)
+    if record is not None and record.phase == "preempted":
+        raise PreemptedError(f"runtime '{name}': {record.ended or 'its Spot VM was preempted'}",
+                             hint=f"clean up with 'remote-runtime down {name}'")
     if record is None:
         raise NotRunningError(f"runtime '{name}' is not up",
                               hint=f"start it with 'remote-runtime up {name} --detach'")
@@ -112,20 +185,46 @@ def _live_record(profiles: ProfileSet, name: str) -> tuple[Profile, state.Record
     return profile, record
 
 
+def runtimes_of(profile: Profile) -> list[state.Record]:
+    """The recorded runtimes made from a {run} profile, oldest first."""
+    records, _problems = state.read_all()
+    return sorted((r for r in records.values() if r.profile == profile.profile_name),
+                  key=lambda r: r.since)
+
+
 def status(profiles: ProfileSet, name: str) -> RuntimeStatus:
-    """Run the full health check now, through the runtime's forwarded port."""
+    """Run the full health check now, through the runtime's forwarded port (and nvidia-smi
+    over SSH on a VM with GPUs). A preempted Spot VM raises PreemptedError."""
     profile, record = _live_record(profiles, name)
     row = _status_of(profile, record)
     row.health = health.check(record.port, record.token)
+    if not row.health.ok and (when := _preempted_at(profile, record)):
+        raise PreemptedError(f"runtime '{record.name}': its Spot VM was preempted at {when}",
+                             hint=f"clean up with 'remote-runtime down {record.name}'")
+    if record.endpoint.get("extra", {}).get("gpus"):
+        row.gpu_ok, row.gpu = _gpu(record)
+    if profile.idle_stop_seconds is not None and row.health.ok:
+        row.activity = activity.read(record.port, record.token, profile.idle_stop_seconds)
     return row
 
 
-def _is_cli_process(pid: int, name: str) -> bool:
-    """Is the owner our CLI (foreground `up`, `run`, a supervisor), which tears down on
-    SIGTERM? A script using `remote_runtime.api` may not."""
+def _gpu(record: state.Record) -> tuple[bool, str]:
+    from .providers.gce import gpu
+
+    try:
+        with ssh.connect(ssh.Endpoint.from_dict(record.endpoint)) as session:
+            return True, gpu.describe(gpu.query(session))
+    except RemoteRuntimeError as exc:
+        return False, exc.message
+
+
+def _is_cli_process(pid: int, profile: Profile) -> bool:
+    """Is the owner our CLI (foreground `up`, `run`, `exec`, a supervisor), which tears down
+    on SIGTERM? A script using `remote_runtime.api` may not. (`up ci` of a {run} profile
+    holds the runtime ci-SUFFIX.)"""
     argv = procs.cmdline(pid)
     ours = any("remote_runtime" in a or "remote-runtime" in a for a in argv)
-    return ours and name in argv
+    return ours and (profile.name in argv or profile.profile_name in argv)
 
 
 def down(profiles: ProfileSet, name: str, progress: Callable[[str], None]) -> list[str]:
@@ -139,17 +238,20 @@ def down(profiles: ProfileSet, name: str, progress: Callable[[str], None]) -> li
     if record is None:
         raise NotRunningError(f"runtime '{name}' is not up")
     done: list[str] = []
-    if record.alive and not _is_cli_process(record.pid, name):
+    owner_runs = record.alive and record.phase != "preempted"  # a preempted one has ended
+    if owner_runs and not _is_cli_process(record.pid, profile):
         raise StateError(
             f"runtime '{name}' is held by process {record.pid}, which is not a "
             "remote-runtime command (a script using remote_runtime.api?)",
             hint="stop it in that program; its `with` block tears the runtime down",
         )
-    if record.alive:
+    if owner_runs:
         progress(f"asking process {record.pid} to tear '{name}' down")
         done.append(_stop_owner(name, record.pid))
         if state.get(name) is None:
             return done
+    elif record.phase == "preempted":
+        done.append(record.ended or "its Spot VM was preempted")
     else:
         done.append(f"owner process {record.pid} is gone (stale record)")
     done.extend(_clean_stale(profile, record, progress))
@@ -183,7 +285,25 @@ def _stop_owner(name: str, pid: int) -> str:
 
 def _clean_stale(profile: Profile, record: state.Record,
                  progress: Callable[[str], None]) -> list[str]:
-    """The owner died: stop the remote server now rather than at lease end."""
+    """The owner died: stop the remote server now rather than at lease end, then stop or
+    delete the VM as the profile says (even when the server could not be reached)."""
+    done = _stop_server_directly(profile, record, progress)
+    gce = profile.gce
+    if gce is not None and (gce.stop_on_exit or gce.delete_on_exit):
+        messages: list[str] = []
+        try:
+            providers.for_profile(profile).close(messages.append)
+        except RemoteRuntimeError as exc:
+            verb = "delete" if gce.delete_on_exit else "stop"
+            messages.append(f"could not {verb} the VM: {exc.message}")
+        done.extend(messages)
+    return done
+
+
+def _stop_server_directly(profile: Profile, record: state.Record,
+                          progress: Callable[[str], None]) -> list[str]:
+    if record.phase == "preempted":
+        return []
     if not record.endpoint:
         return ["no endpoint recorded; the remote server stops itself when its lease ends"]
     progress(f"owner process {record.pid} is gone; stopping the remote server directly")
@@ -195,24 +315,69 @@ def _clean_stale(profile: Profile, record: state.Record,
     except RemoteRuntimeError as exc:
         return [f"could not stop the remote server ({exc.message}); it stops itself within "
                 f"{profile.jupyter.lease_seconds}s of its last lease renewal"]
-    done = [f"remote server: {reason}"]
-    if profile.gce is not None and profile.gce.stop_on_exit:
-        messages: list[str] = []
-        try:
-            providers.for_profile(profile).close(messages.append)
-        except RemoteRuntimeError as exc:
-            messages.append(f"could not stop the VM: {exc.message}")
-        done.extend(messages)
-    return done
+    return [f"remote server: {reason}"]
 
 
-def down_all(profiles: ProfileSet, progress: Callable[[str], None]) -> dict[str, list[str]]:
+def down_named(profiles: ProfileSet, name: str,
+               progress: Callable[[str], None]) -> dict[str, list[str]]:
+    """`down NAME`: the runtime, or every runtime made from a {run} profile."""
+    profile = profiles.get(name)
+    if not profile.run_template:
+        return {name: down(profiles, name, progress)}
+    made = runtimes_of(profile)
+    if not made:
+        raise NotRunningError(f"no runtime of profile '{name}' is up")
+    return {record.name: down(profiles, record.name, progress) for record in made}
+
+
+def down_all(profiles: ProfileSet,
+             progress: Callable[[str], None]) -> tuple[dict[str, list[str]], list[str]]:
+    """Every recorded runtime down, then the VMs this machine created for ephemeral
+    (delete_on_exit) profiles that are still there; returns results and warnings."""
     records, _problems = state.read_all()
     results: dict[str, list[str]] = {}
     for name in sorted(records):
-        if name in profiles.profiles:
-            results[name] = down(profiles, name, progress)
-    return results
+        try:
+            profiles.get(name)
+        except ProfileError:
+            continue
+        results[name] = down(profiles, name, progress)
+    warnings: list[str] = []
+    for profile in profiles.profiles.values():
+        gce = profile.gce
+        if gce is not None and gce.create is not None and (
+                gce.delete_on_exit or profile.run_template):
+            _sweep(profile, results, warnings, progress)
+    return results, warnings
+
+
+def _sweep(profile: Profile, results: dict[str, list[str]], warnings: list[str],
+           progress: Callable[[str], None]) -> None:
+    """Delete the VMs this machine created for `profile` that no runtime holds any more."""
+    from .providers.gce import leftovers
+
+    try:
+        names = leftovers(profile)
+    except CloudError as exc:
+        warnings.append(f"profile '{profile.name}': could not look for VMs left by earlier "
+                        f"runs ({exc.message})")
+        return
+    live, _problems = state.read_all()
+    held = {str(r.endpoint.get("extra", {}).get("instance", "")) for r in live.values()
+            if r.alive and r.phase != "preempted"}
+    for name in names:
+        if name in held:
+            continue
+        assert profile.gce is not None
+        vm = dataclasses.replace(profile, gce=dataclasses.replace(
+            profile.gce, instance=name, delete_on_exit=True, stop_on_exit=False))
+        progress(f"instance {name} was left by an earlier run of '{profile.name}'")
+        lines: list[str] = []
+        try:
+            providers.for_profile(vm).close(lines.append)
+        except RemoteRuntimeError as exc:
+            lines.append(f"could not delete it: {exc.message}")
+        results[name] = lines
 
 
 def logs(profiles: ProfileSet, name: str, *, follow: bool, lines: int,
@@ -236,3 +401,25 @@ def logs(profiles: ProfileSet, name: str, *, follow: bool, lines: int,
                 write(redact.text(line, record.token))
         finally:
             process.close()
+
+
+def show_profile(profiles: ProfileSet, name: str) -> ssh.Connection:
+    """The effective SSH connection of a profile (`profiles show`), resolved as OpenSSH
+    would, without connecting. A GCE profile's address, host-key alias and host keys
+    come from the Compute API at `up`: shown are the settings known before that."""
+    profile = profiles.get(name)
+    if profile.ssh is not None:
+        # A plain host's provider only reads the profile (no side effects).
+        endpoint = providers.for_profile(profile).prepare(lambda _message: None)
+        return ssh.describe_connection(name, endpoint)
+    assert profile.gce is not None
+    gce = profile.gce
+    user = gce.user or "your local user name (with OS Login: the name OS Login gives you)"
+    return ssh.Connection(
+        name=name, source="profile (gce)",
+        notes=[f"{profile.target}: the address ({gce.address}), the host-key alias "
+               "compute.<instance id> and the VM's published host keys come from the "
+               "Compute API when `up` runs",
+               f"user: {user}; identity "
+               f"file: {gce.identity_file or '~/.ssh/google_compute_engine'}; known_hosts: "
+               f"{gce.known_hosts or '~/.ssh/google_compute_known_hosts'}"])

@@ -21,6 +21,8 @@ class ExitCode(enum.IntEnum):
     CLOUD = 8
     NOT_RUNNING = 9
     STATE = 10
+    NOTEBOOK = 11  # `exec`: a notebook cell failed or timed out
+    PREEMPTED = 12  # the runtime's Spot VM was taken back by Compute Engine
     COMMAND_NOT_FOUND = 127  # `run`: the local command could not be started
     INTERRUPTED = 130
 
@@ -92,6 +94,18 @@ class CommandNotRunnable(RemoteRuntimeError):
     """`run`: the local command could not be started."""
 
     exit_code = ExitCode.COMMAND_NOT_FOUND
+
+
+class NotebookError(RemoteRuntimeError):
+    """`exec`: a cell raised or timed out (what ran is written)."""
+
+    exit_code = ExitCode.NOTEBOOK
+
+
+class PreemptedError(RemoteRuntimeError):
+    """The runtime's Spot VM was preempted by Compute Engine."""
+
+    exit_code = ExitCode.PREEMPTED
 
 
 class StateError(RemoteRuntimeError):

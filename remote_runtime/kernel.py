@@ -21,7 +21,7 @@ from .bootstrap import start_agent
 from .errors import RemoteSetupError
 from .options import Progress
 from .profiles import KernelSettings
-from .ssh import Session
+from .ssh import Prompter, Session
 
 # Where `kernel.python: auto` looks for a Deep Learning VM's conda base (before the
 # login environment's python3); a colon-separated list of remote paths overrides it.
@@ -56,6 +56,22 @@ class KernelChoice:
     def describe(self) -> str:
         real = f" at {self.executable}" if self.executable != self.python else ""
         return f"kernel: {self.python} (Python {self.version}{real}; {self.why})"
+
+
+def asking(prompter: Prompter | None) -> Confirm | None:
+    """A yes/no question put through `prompter` (the terminal, or `up --detach`'s
+    terminal through its supervisor); None when nobody can answer."""
+    if prompter is None:
+        return None
+
+    def confirm(question: str) -> bool:
+        try:
+            answer = prompter.ask(f"{question} [y/N] ", echo=True)
+        except EOFError:
+            return False
+        return answer.strip().lower() in ("y", "yes")
+
+    return confirm
 
 
 def auto_search() -> list[str]:
@@ -109,7 +125,7 @@ def _missing_ipykernel(answer: dict[str, Any], settings: KernelSettings,
             return
         hint = f"install it yourself, {others}"
     elif settings.install_ipykernel == "ask":
-        hint = ("there is no terminal to ask on (detached or CI): install it, or set "
+        hint = ("there is no terminal to ask on (CI, a pipe, a reconnect): install it, or set "
                 f"kernel.install_ipykernel: yes, {others}")
     else:
         hint = f"install it, set kernel.install_ipykernel: yes, {others}"

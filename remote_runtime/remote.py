@@ -191,6 +191,7 @@ class RemoteHost:
         jupyter_argv: list[str],
         allow_root: bool,
         on_disconnect: str,
+        idle_stop_seconds: float | None = None,
         kernel: dict[str, Any] | None = None,
     ) -> ServerHandle:
         """Start the server under the agent's monitor; the returned handle's
@@ -215,6 +216,8 @@ class RemoteHost:
             "server_config": jupyter.server_config_py(),
             "lease_seconds": self.settings.lease_seconds,
             "on_disconnect": on_disconnect,
+            # The VM's agent powers it off after this long with nothing running (None: never).
+            "idle_stop_seconds": idle_stop_seconds,
             "kernel": kernel,
         }
         process = start_agent(self.session, self.settings.python, "start")

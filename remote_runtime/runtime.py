@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 from . import health, jupyter, kernel, ports, providers, redact, ssh, state
 from .errors import (
     HealthCheckError,
+    PreemptedError,
     RemoteRuntimeError,
     RemoteSetupError,
     SSHError,
@@ -88,16 +89,14 @@ class Runtime(Resource):
         options: UpOptions | None = None,
         *,
         progress: Progress = quiet,
-        passphrase_prompt: ssh.PassphrasePrompt | None = None,
-        confirm: kernel.Confirm | None = None,
+        prompter: ssh.Prompter | None = None,
         detached: bool = False,
         log_path: str = "",
     ):
         self.profile = profile
         self.options = options or UpOptions()
         self.progress = progress
-        self.passphrase_prompt = passphrase_prompt
-        self.confirm = confirm  # asks before installing ipykernel (None: no terminal)
+        self.prompter = prompter
         self.detached = detached
         self.on_disconnect = "lease" if detached else "stop"
         self.log_path = log_path
@@ -113,6 +112,9 @@ class Runtime(Resource):
         self._record: state.Record | None = None
         self._undo = UndoStack()
         self._token = ""
+        self._provider_notes: list[str] = []
+        self.ended = ""  # why the runtime ended by itself (an idle stop), when it did
+        self._preempted = ""
         self._closed = False
         self._close_lock = threading.Lock()
 
@@ -141,6 +143,7 @@ class Runtime(Resource):
             name=profile.name, kind=profile.kind, pid=os.getpid(), port=0, token="",
             run_id="", target=profile.target, profiles_path=str(profile.source),
             detached=self.detached, log_path=self.log_path, phase="starting",
+            profile=profile.base,
         )
         state.claim(record)
         self._record = record
@@ -157,11 +160,13 @@ class Runtime(Resource):
         self.session = ssh.connect(
             endpoint,
             accept_new_host_key=self.options.accept_new_host_key,
-            passphrase_prompt=self.passphrase_prompt,
+            prompter=self.prompter,
             progress=self.progress,
         )
         self._undo.push(step("closed the SSH connection", self._close_session))
         self.remote = RemoteHost(self.session, self.profile.jupyter)
+        assert self.provider is not None
+        self._provider_notes = self.provider.after_connect(self.session, self.progress)
 
     def _prepare_remote(self) -> tuple[Probe, list[str], int, bool]:
         assert self.remote is not None
@@ -172,7 +177,8 @@ class Runtime(Resource):
         assert self.session is not None
         self.kernel = kernel.prepare(
             self.session, self.profile.kernel, agent_python=self.profile.jupyter.python,
-            workdir=self.profile.jupyter.workdir, confirm=self.confirm, progress=self.progress)
+            workdir=self.profile.jupyter.workdir, confirm=kernel.asking(self.prompter),
+            progress=self.progress)
         return probe, jupyter_argv, wanted, explicit
 
     def _start_server(self, probe: Probe, port: int, jupyter_argv: list[str]) -> None:
@@ -188,6 +194,7 @@ class Runtime(Resource):
             jupyter_argv=jupyter_argv,
             allow_root=probe.is_root,
             on_disconnect=self.on_disconnect,
+            idle_stop_seconds=self.profile.idle_stop_seconds,
             kernel=self.kernel.to_agent() if self.kernel is not None else None,
         )
         self._undo.push(self._stop_server)
@@ -231,7 +238,7 @@ class Runtime(Resource):
             server_pid=self.server.server_pid,
             jupyter=" ".join(jupyter_argv),
             health=report,
-            notes=notes,
+            notes=notes + self._provider_notes,
             kernel=self.kernel.python if self.kernel is not None else "",
         )
         record = self._record
@@ -239,6 +246,8 @@ class Runtime(Resource):
         record.target, record.remote_log = self.info.target, self.server.log_path
         record.endpoint, record.phase = endpoint.to_dict(), "up"
         state.claim(record)
+        assert self.provider is not None
+        self.provider.runtime_up()
         return self.info
 
     def _check_ipv6_loopback(self, port: int) -> None:
@@ -284,20 +293,36 @@ class Runtime(Resource):
     # --- while up ------------------------------------------------------------
 
     def wait(self, stop: threading.Event, interval: float = 0.5) -> None:
-        """Block until `stop` is set; raise if the connection or the server dies."""
+        """Block until `stop` is set, or the VM's agent stopped the server because it was
+        idle (then `ended` says so); raise if the connection or the server dies."""
         while not stop.wait(interval):
             if self.session is None or not self.session.alive:
                 self._connection_lost("connection closed")
             process = self.server.process if self.server is not None else None
             if process is not None and process.closed:
+                reason = self._agent_last_words()
+                if reason.startswith("idle"):
+                    self.ended = f"the VM's agent stopped the server: {reason}"
+                    return
+                self._raise_if_preempted()  # a VM going down may stop the server first
                 raise RemoteSetupError(
                     "the remote Jupyter server stopped unexpectedly"
-                    + (f" ({reason})" if (reason := self._agent_last_words()) else ""),
+                    + (f" ({reason})" if reason else ""),
                     details=self._log_tail_for_errors())
             if self.heartbeat is not None and self.heartbeat.lost.is_set():
                 self._connection_lost(self.heartbeat.reason)
 
+    def _raise_if_preempted(self) -> None:
+        when = self.provider.preempted() if self.provider is not None else None
+        if when:
+            self._preempted = when
+            raise PreemptedError(
+                f"runtime '{self.profile.name}': its Spot VM was preempted by Compute "
+                f"Engine at {when}",
+                hint=f"start another one: remote-runtime up {self.profile.profile_name}")
+
     def _connection_lost(self, reason: str) -> NoReturn:
+        self._raise_if_preempted()
         raise SSHError(
             f"lost the SSH connection to {self.profile.name} ({reason})",
             hint="the remote server stops itself when its connection drops",
@@ -318,6 +343,8 @@ class Runtime(Resource):
 
     def abort(self) -> None:
         """From another thread: make a running start() fail fast."""
+        if self.provider is not None:
+            self.provider.abort()
         if self.session is not None:
             self.session.transport.close()
 
@@ -332,7 +359,7 @@ class Runtime(Resource):
         if self.session is not None:
             self.session.close()
         session = ssh.connect(self.endpoint, accept_new_host_key=False,
-                              passphrase_prompt=self.passphrase_prompt)
+                              prompter=self.prompter)
         try:
             remote = RemoteHost(session, self.profile.jupyter)
             remote.attach(self.server)
@@ -400,5 +427,9 @@ class Runtime(Resource):
         return messages
 
     def _remove_record(self) -> list[str]:
+        if self._preempted:  # kept for `list` and `status` to report; `down` removes it
+            state.update(self.profile.name, phase="preempted",
+                         ended=f"its Spot VM was preempted at {self._preempted}")
+            return []
         state.remove(self.profile.name, pid=os.getpid())
         return []

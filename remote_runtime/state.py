@@ -43,7 +43,9 @@ class Record:
     remote_log: str = ""
     reconnects: int = 0
     endpoint: dict[str, Any] = field(default_factory=dict)  # providers.Endpoint.to_dict()
-    phase: str = "up"  # "starting" until the health check passes, then "up"
+    phase: str = "up"  # "starting" until the health check passes, then "up" (or "preempted")
+    profile: str = ""  # the profile it was made from, when named PROFILE-SUFFIX ({run})
+    ended: str = ""  # why a runtime that is no longer up ended (e.g. its VM was preempted)
     version: int = VERSION
 
     @property

@@ -15,6 +15,7 @@ tear down through the same `finally` as the foreground.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -36,6 +37,7 @@ from .errors import (
 from .options import Progress, UpOptions
 from .profiles import Profile
 from .runtime import Runtime, RuntimeInfo
+from .ssh import Prompter
 
 BACKOFF_MAX = 30.0
 STARTING_STOP_WAIT = 120.0  # a supervisor interrupted mid-install unwinds, then tears down
@@ -93,8 +95,36 @@ class _Channel:
         self._log(text)
 
 
-def supervise(profile: Profile, options: UpOptions) -> int:
-    """The hidden `_supervise` command: up, keep up, tear down when asked to stop."""
+class _RelayPrompter:
+    """Questions of the login relayed to the `up --detach` that started us (it has the
+    terminal): a JSON line out, the answer as a JSON line on our stdin. Answers are
+    never logged."""
+
+    def __init__(self, channel: _Channel, answers: IO[str]):
+        self.channel = channel
+        self.answers = answers
+        self._lock = threading.Lock()
+
+    def ask(self, prompt: str, *, echo: bool) -> str:
+        with self._lock:
+            self.channel._send({"prompt": prompt, "echo": echo})
+            line = self.answers.readline()
+        if not line:
+            raise EOFError
+        message = json.loads(line)
+        if message.get("cancel"):
+            raise KeyboardInterrupt
+        return str(message.get("answer", ""))
+
+    def show(self, text: str) -> None:
+        self.channel._send({"show": text})
+
+
+def supervise(profile: Profile, options: UpOptions, *, relay_prompts: bool = False) -> int:
+    """The hidden `_supervise` command: up, keep up, tear down when asked to stop.
+
+    With `relay_prompts`, questions of the login (passphrase, one-time code) go to
+    the parent's terminal until the runtime is ready; reconnects later ask nobody."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -104,8 +134,9 @@ def supervise(profile: Profile, options: UpOptions) -> int:
         signal.signal(sig, on_signal)
     log_file = log_path(profile.name).open("a", encoding="utf-8")
     channel = _Channel(sys.stdout, log_file)
+    prompter = _RelayPrompter(channel, sys.stdin) if relay_prompts else None
     runtime = Runtime(profile, options, progress=channel.progress, detached=True,
-                      log_path=str(log_path(profile.name)))
+                      log_path=str(log_path(profile.name)), prompter=prompter)
 
     def on_request() -> None:
         channel.note("stop requested (remote-runtime down)")
@@ -120,8 +151,11 @@ def supervise(profile: Profile, options: UpOptions) -> int:
         if info is None:
             channel.error(RemoteRuntimeError("stopped before the runtime was up"))
             return int(ExitCode.INTERRUPTED)
+        runtime.prompter = None  # nobody to ask once `up --detach` has returned
         channel.ready(info)
         keep_alive(runtime, stop, channel.note)
+        if runtime.ended:  # the VM's agent stopped the server (idle): say why in the log
+            channel.note(runtime.ended)
     except RemoteRuntimeError as exc:
         channel.error(exc)
         status = int(exc.exit_code)
@@ -187,18 +221,43 @@ def keep_alive(runtime: Runtime, stop: threading.Event, note: Callable[[str], No
             break
 
 
+def _answer(process: subprocess.Popen[str], prompter: Prompter | None,
+            message: dict[str, Any]) -> None:
+    """Ask the supervisor's question on our terminal and send the answer back."""
+    if prompter is None or process.stdin is None:
+        return
+    if "show" in message:
+        prompter.show(str(message["show"]))
+        return
+    try:
+        answer = prompter.ask(str(message["prompt"]), echo=bool(message.get("echo")))
+        reply: dict[str, Any] = {"answer": answer}
+    except EOFError:
+        reply = {"cancel": True}
+    try:
+        process.stdin.write(json.dumps(reply) + "\n")
+        process.stdin.flush()
+    except OSError:
+        pass  # the supervisor is gone; its error line (or exit) follows
+
+
 def spawn(name: str, profiles_path: Path, options: UpOptions,
-          progress: Progress) -> dict[str, Any]:
+          progress: Progress, prompter: Prompter | None = None) -> dict[str, Any]:
     """Start a supervisor and relay its progress; return its `ready` info.
 
+    With a `prompter` (a terminal), the supervisor's login questions (passphrase,
+    one-time code, password) are asked here before this returns.
     Raises the supervisor's error (with its exit code) if it fails to come up.
     """
     argv = [sys.executable, "-m", "remote_runtime.cli", "_supervise", name,
             "--profiles", str(profiles_path), "--options", options.to_json()]
+    if prompter is not None:
+        argv.append("--relay-prompts")
     log = log_path(name)
     with log.open("a", encoding="utf-8") as err:
-        process = _start_detached(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=err, text=True)
+        process = _start_detached(
+            argv, stdin=subprocess.PIPE if prompter is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=err, text=True)
     assert process.stdout is not None
     owner = process.pid
     try:
@@ -209,6 +268,8 @@ def spawn(name: str, profiles_path: Path, options: UpOptions,
                 continue
             if "started" in message:
                 owner = int(message["started"])
+            elif "prompt" in message or "show" in message:
+                _answer(process, prompter, message)
             elif "progress" in message:
                 progress(str(message["progress"]))
             elif "ready" in message:
@@ -230,6 +291,9 @@ def spawn(name: str, profiles_path: Path, options: UpOptions,
         raise
     finally:
         process.stdout.close()
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
 
 
 def _stop_starting(name: str, pid: int, process: subprocess.Popen[str]) -> None:

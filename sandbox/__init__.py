@@ -49,6 +49,7 @@ class Sandbox(Resource):
         *,
         mode: str = "auto",
         remote_cache_dir: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         if mode not in ("auto", *MODES):
             raise ValueError(f"mode must be auto, netns or loopback-alias, not {mode!r}")
@@ -56,6 +57,7 @@ class Sandbox(Resource):
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="rr-sandbox-"))
         self.remote_cache_dir = remote_cache_dir or paths.cache_dir() / "sandbox-remote"
+        self.env = dict(env or {})  # extra variables every remote session gets (sshd SetEnv)
         self.mode = ""
         self.remote_bind_host = ""
         self.known_hosts_path = self.workdir / "known_hosts"
@@ -120,6 +122,7 @@ class Sandbox(Resource):
             "NO_PROXY": "localhost,127.0.0.1,::1",
             "XDG_CACHE_HOME": str(self.remote_cache_dir),
             MARKER_ENV: str(self.workdir),
+            **self.env,
         }
         self._stack.callback(kill_and_wait, self.remote_pids)
         sshd = Sshd(self.workdir / "sshd", namespace=self.namespace.name, set_env=env)
@@ -128,7 +131,8 @@ class Sandbox(Resource):
 
     def _start_loopback(self) -> None:
         self.remote_bind_host = "127.0.0.2"
-        env = {"XDG_CACHE_HOME": str(self.remote_cache_dir), MARKER_ENV: str(self.workdir)}
+        env = {"XDG_CACHE_HOME": str(self.remote_cache_dir), MARKER_ENV: str(self.workdir),
+               **self.env}
         self._stack.callback(kill_and_wait, self.remote_pids)
         sshd = Sshd(self.workdir / "sshd", listen=("127.0.0.1", 0), set_env=env)
         self.sshd = self._stack.enter_context(sshd)
@@ -236,14 +240,15 @@ class Sandbox(Resource):
 
 
 def to_yaml(data: dict[str, Any], indent: int = 0) -> str:
-    """Block YAML for nested dicts of str/int/bool/lists (strings double-quoted, JSON-style)."""
+    """Block YAML for nested dicts of str/int/float/bool/lists (strings double-quoted,
+    JSON-style)."""
     lines = []
     for key, value in data.items():
         prefix = " " * indent + f"{key}:"
         if isinstance(value, dict):
             lines.append(prefix)
             lines.append(to_yaml(value, indent + 2).rstrip("\n"))
-        elif isinstance(value, bool | int | list):  # a list: JSON's flow style is YAML too
+        elif isinstance(value, bool | int | float | list):  # a list: JSON's flow style is YAML
             lines.append(f"{prefix} {json.dumps(value)}")
         else:
             lines.append(f"{prefix} {json.dumps(str(value))}")

@@ -67,6 +67,7 @@ class Sshd(Resource):
         namespace: str | None = None,
         set_env: dict[str, str] | None = None,
         extra_config: str = "",
+        pam_stack: str | None = None,
     ) -> None:
         if listen is not None and namespace is not None:
             # A listening daemon inside a namespace would be unreachable from here.
@@ -76,6 +77,11 @@ class Sshd(Resource):
         self.namespace = namespace
         self.set_env = dict(set_env or {})
         self.extra_config = extra_config
+        # A PAM stack for sshd's "sshd" service (UsePAM yes), e.g. a one-time-code
+        # challenge: bind-mounted over /etc/pam.d/sshd in sshd's own mount namespace
+        # (root, listen mode), so the machine's PAM configuration is never touched.
+        self.pam_stack = pam_stack
+        self.pam_path = self.workdir / "pam.d-sshd"
         self.user = pwd.getpwuid(os.getuid()).pw_name
         self.config_path = self.workdir / "sshd_config"
         self.log_path = self.workdir / "sshd.log"
@@ -112,6 +118,8 @@ class Sshd(Resource):
             lines += [self.extra_config.rstrip("\n"), ""]
         if listen_address:
             lines.append(f"ListenAddress {listen_address}")
+        if self.pam_stack is not None:
+            lines += ["UsePAM yes", "KbdInteractiveAuthentication yes"]
         lines += [
             f"HostKey {self.host_key}",
             f"AuthorizedKeysFile {self.authorized_keys}",
@@ -137,6 +145,8 @@ class Sshd(Resource):
 
     def _write_config(self, listen_address: str | None) -> None:
         self.config_path.write_text(self._config_text(listen_address))
+        if self.pam_stack is not None:
+            self.pam_path.write_text(self.pam_stack)
         check = subprocess.run(
             [self._sshd, "-t", "-f", str(self.config_path)],
             capture_output=True,
@@ -182,9 +192,12 @@ class Sshd(Resource):
             address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             self._write_config(address)
             offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+            argv = [self._sshd, "-D", "-f", str(self.config_path), "-E", str(self.log_path)]
+            if self.pam_stack is not None:
+                argv = self._with_own_pam(argv)
             with self.log_path.open("ab") as log:
                 proc = subprocess.Popen(
-                    [self._sshd, "-D", "-f", str(self.config_path), "-E", str(self.log_path)],
+                    argv,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=log,
@@ -203,6 +216,15 @@ class Sshd(Resource):
             f"sshd did not start listening on {host} (log {self.log_path})",
             details=last_error,
         )
+
+    def _with_own_pam(self, argv: list[str]) -> list[str]:
+        """`argv` run in a private mount namespace where /etc/pam.d/sshd is our stack."""
+        if self.listen is None or os.geteuid() != 0:
+            raise SandboxError("a PAM stack needs root and a listening sshd")
+        unshare = find_binary("unshare", hint="install util-linux")
+        script = 'mount --bind "$0" /etc/pam.d/sshd && exec "$@"'
+        return [unshare, "--mount", "--propagation", "private", "sh", "-c", script,
+                str(self.pam_path), *argv]
 
     def close(self) -> None:
         """Stop the daemon we started and every session process of this sandbox."""

@@ -10,6 +10,12 @@ need_apt=()
 [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1 || need_apt+=(openssh-server)
 command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
+# Tests compare the tool with `ssh -G` in a temporary HOME (nss_wrapper gives ssh that
+# home) and answer a one-time-code challenge from a PAM module (the 2FA path).
+ls /usr/lib/*/libnss_wrapper.so >/dev/null 2>&1 || need_apt+=(libnss-wrapper)
+ls /lib/*/security/pam_google_authenticator.so /usr/lib/*/security/pam_google_authenticator.so \
+  >/dev/null 2>&1 || need_apt+=(libpam-google-authenticator)
 # Remote login shells the tests play: zsh, csh/tcsh and fish (agent calls must work in each).
 command -v zsh >/dev/null 2>&1 || need_apt+=(zsh)
 command -v tcsh >/dev/null 2>&1 || need_apt+=(tcsh)

@@ -7,10 +7,12 @@ integration fixtures (the sandbox host, `up` processes) in integration/conftest.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
-from support.env import LEAKY_VARS, TEST_CACHE, Isolated
+from support.env import LEAKY_VARS, TEST_CACHE, Isolated, unavailable
+from support.openssh import install_wrapper, nss_wrapper, real_ssh
 
 
 @pytest.fixture(autouse=True)
@@ -32,3 +34,16 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Isolated:
     for var in LEAKY_VARS:
         monkeypatch.delenv(var, raising=False)
     return dirs
+
+
+@pytest.fixture
+def openssh(isolated: Isolated, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An OpenSSH client first on PATH whose `ssh -G` sees this test's HOME as home
+    (support/openssh.py), so the tool's resolver and the reference are real OpenSSH."""
+    if real_ssh() is None:
+        unavailable("the OpenSSH client is missing (apt-get install openssh-client)")
+    if nss_wrapper() is None:
+        unavailable("nss_wrapper is missing (apt-get install libnss-wrapper)")
+    wrapper = install_wrapper(isolated.home, tmp_path / "openssh-bin")
+    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    return wrapper

@@ -14,5 +14,6 @@ standard library. Every answer is one JSON line.
   logs RUN [-f]     the server log
 
 Modules: `common` (helpers), `stack` (probe, managed env), `server` (monitor,
-lease, stop, logs), `main` (command table).
+lease, stop, logs), `idle` (idle shutdown: activity probe and the watcher that
+powers the VM off), `main` (command table).
 """

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import socket
 import sys
 
@@ -80,3 +81,23 @@ def read_state(directory):
 def touch(path):
     with open(path, "a"):
         os.utime(path, None)
+
+
+def detach(target):
+    """Run `target()` in a daemon (double fork, new session, stdio on /dev/null) that
+    outlives the SSH channel; the caller goes on at once."""
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)
+        return
+    try:
+        os.setsid()
+        if os.fork():
+            os._exit(0)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        target()
+    finally:
+        os._exit(0)

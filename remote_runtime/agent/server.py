@@ -13,8 +13,18 @@ import subprocess
 import sys
 import time
 
+from . import idle as idle_stop
 from . import kernel
-from .common import alive, emit, port_free, read_state, run_dir, touch, write_json
+from .common import (
+    alive,
+    detach,
+    emit,
+    port_free,
+    read_state,
+    run_dir,
+    touch,
+    write_json,
+)
 from .private import make_private_dir
 
 
@@ -87,9 +97,11 @@ def monitor(config, directory):
     log("server %d started on port %d" % (server.pid, config["port"]))
     lease_file = os.path.join(directory, "lease")
     stop_file = os.path.join(directory, "stop")
+    activity = idle_stop.Activity(config, directory)
     reason = None
     while reason is None:
         time.sleep(0.25)
+        activity.poll()
         if server.poll() is not None:
             reason = "server exited with status %d" % server.returncode
         elif os.path.exists(stop_file):
@@ -116,22 +128,13 @@ def monitor(config, directory):
 
 def daemonize(config, directory):
     """Double fork so the monitor outlives the SSH channel that started it."""
-    pid = os.fork()
-    if pid:
-        os.waitpid(pid, 0)
-        return
-    os.setsid()
-    if os.fork():
-        os._exit(0)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: open(os.path.join(directory, "stop"), "w").close())
-    try:
+
+    def run():
+        signal.signal(signal.SIGTERM,
+                      lambda *_: open(os.path.join(directory, "stop"), "w").close())
         monitor(config, directory)
-    finally:
-        os._exit(0)
+
+    detach(run)
 
 
 class StdinLines:
@@ -241,6 +244,7 @@ def cmd_start(args):
     if state is None:
         emit({"error": "the monitor did not start"})
         return 1
+    idle_stop.configure(config)
     emit({"ok": True, "server_pid": state["server_pid"], "monitor_pid": state["monitor_pid"],
           "dir": directory, "log": os.path.join(directory, "server.log")})
     return hold(directory, config["on_disconnect"], lines)

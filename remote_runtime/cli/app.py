@@ -8,12 +8,11 @@ line and an exit status.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -22,6 +21,7 @@ from ..errors import ExitCode, RemoteRuntimeError, UsageError
 from ..options import DEFAULT_TIMEOUT, UpOptions
 from ..runtime import Runtime
 from . import interrupts, render
+from .prompts import terminal_prompter
 
 app = typer.Typer(
     name="remote-runtime",
@@ -54,23 +54,6 @@ def progress(message: str) -> None:
     err.print(render.text(("-", "dim"), f" {message}"))
 
 
-def _passphrase(path: Path) -> str:
-    return getpass.getpass(f"passphrase for {path}: ")
-
-
-def _prompt_if_tty() -> Any:
-    return _passphrase if sys.stdin.isatty() else None
-
-
-def _confirm(question: str) -> bool:
-    return typer.confirm(question, default=False, err=True)
-
-
-def _confirm_if_tty() -> Any:
-    """Asks before installing into the remote's Python; None (no terminal) makes it an error."""
-    return _confirm if sys.stdin.isatty() else None
-
-
 def _teardown(runtime: Runtime) -> None:
     """Close the runtime where no signal can cut the teardown short; say what was done."""
     with interrupts.shielded(
@@ -94,17 +77,17 @@ def up(
 ) -> None:
     """Start a Colab runtime on NAME and forward it here (until Ctrl-C, or --detach)."""
     loaded = profiles.load(profiles_path)
-    profile = loaded.get(name)
+    profile = loaded.to_start(name)  # a {run} profile: a new runtime PROFILE-SUFFIX
     options = UpOptions(port=port, timeout=timeout, accept_new_host_key=accept_new_host_key)
     if detach:
-        info = supervisor.spawn(name, loaded.path, options, progress)
+        info = supervisor.spawn(profile.name, loaded.path, options, progress,
+                                terminal_prompter())
         if as_json:
             out.print_json(json.dumps(info))
         else:
             render.up(out, info, detached=True)
         return
-    runtime = Runtime(profile, options, progress=progress, passphrase_prompt=_prompt_if_tty(),
-                      confirm=_confirm_if_tty())
+    runtime = Runtime(profile, options, progress=progress, prompter=terminal_prompter())
     _hold_foreground(runtime, as_json=as_json)
 
 
@@ -128,6 +111,8 @@ def _hold_foreground(runtime: Runtime, *, as_json: bool) -> None:
                         render.up(out, data, detached=False)
                     sys.stdout.flush()
                     runtime.wait(stop)
+                    if runtime.ended:
+                        err.print(runtime.ended)
                 except KeyboardInterrupt:
                     err.print()
                     err.print("stopping...")
@@ -173,8 +158,8 @@ def status(
     if as_json:
         out.print_json(json.dumps(row.to_dict()))
     else:
-        render.health_report(out, name, row.health)
-    if not row.health.ok:
+        render.status(out, row)
+    if not row.health.ok or row.gpu_ok is False:
         raise typer.Exit(ExitCode.HEALTH)
 
 
@@ -189,13 +174,16 @@ def down(
         raise UsageError("give a runtime name or --all, not both",
                          hint="see 'remote-runtime down --help'")
     loaded = profiles.load(profiles_path)
+    warnings: list[str] = []
     if all_:
-        results = control.down_all(loaded, progress)
+        results, warnings = control.down_all(loaded, progress)
         if not results:
             out.print("no runtimes are up")
     else:
         assert name is not None
-        results = {name: control.down(loaded, name, progress)}
+        results = control.down_named(loaded, name, progress)
+    for warning in warnings:
+        err.print(render.text(("warning:", "yellow"), f" {warning}"))
     for runtime_name, done in results.items():
         out.print(f"runtime '{runtime_name}' is down")
         for line in done:
@@ -230,13 +218,12 @@ def run_command(
 
     Exits with the command's exit status; teardown happens on every path.
     """
-    profile = profiles.load(profiles_path).get(name)
+    profile = profiles.load(profiles_path).to_start(name)
     options = UpOptions(port=port, timeout=timeout, accept_new_host_key=accept_new_host_key)
-    runtime = Runtime(profile, options, progress=progress, passphrase_prompt=_prompt_if_tty(),
-                      confirm=_confirm_if_tty())
+    runtime = Runtime(profile, options, progress=progress, prompter=terminal_prompter())
     status_code: int = ExitCode.INTERRUPTED
     try:
-        with interrupts.terminate_as_interrupt(name):
+        with interrupts.terminate_as_interrupt(profile.name):
             try:
                 status_code = command.run(runtime, argv, progress)
             except KeyboardInterrupt:  # before the command started
@@ -246,15 +233,78 @@ def run_command(
     raise typer.Exit(status_code)
 
 
+@app.command("exec")
+def exec_(
+    name: Annotated[str, typer.Argument(help="Runtime (profile) name.")],
+    notebook_paths: Annotated[list[Path], typer.Argument(
+        metavar="NOTEBOOK...", help="Notebooks to run, in this order.")],
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out-dir", "-o", help="Write the executed notebooks here (default: "
+        "NAME.executed.ipynb beside each).")] = None,
+    parameter: Annotated[list[str] | None, typer.Option(
+        "--parameter", "-p", metavar="KEY=VALUE",
+        help="Inject KEY=VALUE after the cell tagged 'parameters' (repeatable).")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", min=1, help="Seconds each cell may run (default: no limit).")] = None,
+    kernel: Annotated[str | None, typer.Option(
+        "--kernel", help="Kernelspec to run (default: the runtime's default, the "
+        "remote user's Python).")] = None,
+    accept_new_host_key: AcceptOpt = False,
+    profiles_path: ProfilesOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run notebooks cell by cell on NAME (brought up for it, or the one that is up).
+
+    Exits 0 only when every cell ran; a failing cell is named and what ran is written.
+    """
+    from .. import notebooks
+    from .exec_view import ExecView, summary
+
+    profile = profiles.load(profiles_path).to_start(name)  # {run}: a new runtime
+    try:
+        parameters = notebooks.parse_parameters(parameter or [])
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    jobs = notebooks.plan(notebook_paths, out_dir, parameters)
+    record = notebooks.running(profile)
+    runtime = None if record is not None else Runtime(
+        profile, UpOptions(accept_new_host_key=accept_new_host_key), progress=progress,
+        prompter=terminal_prompter())
+    report = None
+    try:
+        owned = runtime.profile.name if runtime is not None else None  # `down` stops it
+        with interrupts.terminate_as_interrupt(owned), ExecView(err) as view, \
+                contextlib.suppress(KeyboardInterrupt):  # before the notebooks ran: no report
+            report = notebooks.on_runtime(jobs, runtime=runtime, record=record, kernel=kernel,
+                                          cell_timeout=timeout, observer=view,
+                                          progress=progress)
+    finally:
+        if runtime is not None:
+            _teardown(runtime)
+    if report is None:
+        raise typer.Exit(ExitCode.INTERRUPTED)
+    if as_json:
+        out.print_json(json.dumps(report.to_dict()))
+    else:
+        summary(out, report)
+    if report.interrupted:
+        raise typer.Exit(ExitCode.INTERRUPTED)
+    failure = report.error()
+    if failure is not None:
+        raise failure
+
+
 @app.command("_supervise", hidden=True)
 def supervise_(
     name: str,
     options: Annotated[str, typer.Option("--options", help="UpOptions as JSON.")] = "{}",
     profiles_path: ProfilesOpt = None,
+    relay_prompts: Annotated[bool, typer.Option("--relay-prompts")] = False,
 ) -> None:
     """Internal: the background supervisor of a detached runtime."""
     profile = profiles.load(profiles_path).get(name)
-    raise typer.Exit(supervisor.supervise(profile, UpOptions.from_json(options)))
+    raise typer.Exit(supervisor.supervise(profile, UpOptions.from_json(options),
+                                          relay_prompts=relay_prompts))
 
 
 @profiles_app.command("check")
@@ -268,6 +318,20 @@ def profiles_check(profiles_path: ProfilesOpt = None) -> None:
         raise typer.Exit(ExitCode.PROFILE)
     names = ", ".join(result.profiles) or "none"
     out.print(f"{source}: {len(result.profiles)} profile(s) OK ({names})")
+
+
+@profiles_app.command("show")
+def profiles_show(
+    name: Annotated[str, typer.Argument(help="Profile name.")],
+    profiles_path: ProfilesOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the effective SSH connection, resolved as OpenSSH would (no connection made)."""
+    connection = control.show_profile(profiles.load(profiles_path), name)
+    if as_json:
+        out.print_json(json.dumps(connection.to_dict()))
+    else:
+        render.connection(out, connection)
 
 
 @app.callback(invoke_without_command=True)

@@ -18,6 +18,7 @@ from rich.text import Text
 from ..control import RuntimeStatus
 from ..health import HealthReport
 from ..jupyter import COLAB_ORIGIN
+from ..ssh import Connection
 
 BROWSER_HELP = f"""\
 In Colab ({COLAB_ORIGIN}): Connect (top right) > "Connect to a local runtime",
@@ -66,10 +67,25 @@ def _age(since: float) -> str:
     return f"{seconds // 3600}h"
 
 
+def _idle(data: dict[str, Any]) -> str:
+    """"3m, stop ~14:05" for a runtime with an idle stop; "busy" while something runs."""
+    if "idle_seconds" not in data:
+        return ""
+    if data.get("busy") or data.get("connections"):
+        return "busy" if data.get("busy") else "in use"
+    text = _age(time.time() - data["idle_seconds"])
+    if data.get("idle_stop_at"):
+        text += f", stop ~{time.strftime('%H:%M', time.localtime(data['idle_stop_at']))}"
+    return text
+
+
 def runtimes(out: Console, source: Path, rows: list[RuntimeStatus]) -> None:
     table = Table(title=str(source), title_justify="left", box=None, pad_edge=False)
-    for column in ("NAME", "KIND", "TARGET", "PORT", "STATE", "UP FOR", "HEALTH", "URL"):
-        table.add_column(column)
+    idle = any(row.activity is not None for row in rows)
+    columns = ("NAME", "KIND", "TARGET", "PORT", "STATE", "UP FOR", "HEALTH",
+               *(("IDLE",) if idle else ()), "URL")
+    for column in columns:
+        table.add_column(column, no_wrap=column == "IDLE")
     for row in rows:
         data = row.to_dict()
         state_text = row.state
@@ -81,13 +97,26 @@ def runtimes(out: Console, source: Path, rows: list[RuntimeStatus]) -> None:
         if row.health is not None:
             failure = row.health.first_failure
             health_text = "ok" if failure is None else f"failing: {failure.name}"
+        if row.state == "preempted":
+            health_text = data.get("ended", "")
         table.add_row(row.profile.name, row.profile.kind, row.profile.target,
                       str(data.get("port", row.profile.jupyter.port)), state_text,
                       _age(data["since"]) if "since" in data else "", health_text,
-                      data.get("url", ""))
+                      *((_idle(data),) if idle else ()), data.get("url", ""))
     out.print(table)
     if not rows:
         out.print("no profiles yet: see profiles.example.yaml")
+
+
+def status(out: Console, row: RuntimeStatus) -> None:
+    """`status NAME`: the health report, the GPU, the idle time."""
+    assert row.health is not None
+    health_report(out, row.profile.name, row.health)
+    if row.gpu is not None:
+        mark = ("ok  ", "green") if row.gpu_ok else ("FAIL", "red")
+        out.print(text("  ", mark, f" {'gpu':<10} {row.gpu}"))
+    if row.activity is not None:
+        out.print(f"  idle: {_idle(row.to_dict())}")
 
 
 def health_report(out: Console, name: str, report: HealthReport) -> None:
@@ -96,3 +125,40 @@ def health_report(out: Console, name: str, report: HealthReport) -> None:
     for check in report.checks:
         mark = ("ok  ", "green") if check.ok else ("FAIL", "red")
         out.print(text("  ", mark, f" {check.name:<10} {check.detail}"))
+
+
+def connection(out: Console, conn: Connection) -> None:
+    """`profiles show`: the route hop by hop, keys in the order offered, host-key files."""
+    def line(label: str, value: object) -> None:
+        out.print(f"  {label:<19} {value}")
+
+    out.print(text((conn.name, "bold"), f" (resolved by {conn.source})"))
+    target = conn.target
+    if target is not None:
+        line("hostname", target.hostname)
+        line("port", target.port)
+        line("user", target.user)
+    for number, key in enumerate(conn.identity_files, start=1):
+        detail = (key.key_type or "present") if key.exists else "absent"
+        mark = ", the profile's" if key.from_profile else ""
+        line("identity file" if number == 1 else "", f"{number}. {key.path} ({detail}{mark})")
+    for cert in conn.certificate_files:
+        line("certificate", f"{cert.path} ({'present' if cert.exists else 'absent'})")
+    if conn.route:
+        line("agent", conn.agent)
+        line("identities only", "yes" if conn.identities_only else "no")
+        line("authentication", ", ".join(conn.auth_methods) +
+             (" (BatchMode: no prompts)" if conn.batch_mode else ""))
+    for number, hop in enumerate(conn.route, start=1):
+        label = "route" if number == 1 else ""
+        line(label, f"{number}. {hop.user}@{hop.hostname}:{hop.port} ({hop.name}), {hop.via}")
+        line("", f"   host key checked as {hop.host_key_name} in "
+             f"{', '.join(hop.known_hosts) or 'no user file'}")
+        record = hop.records_to or "nowhere (UserKnownHostsFile none)"
+        line("", f"   StrictHostKeyChecking {hop.strict_host_key_checking}; "
+             f"a new host key is recorded in {record}")
+    if conn.route:
+        line("global known_hosts", ", ".join(conn.global_known_hosts) or "none")
+        line("hash known_hosts", "yes" if conn.hash_known_hosts else "no")
+    for note in conn.notes:
+        out.print(text(("note:", "yellow"), f" {note}"))

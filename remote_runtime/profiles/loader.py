@@ -16,6 +16,8 @@ from typing import Any
 
 from .. import paths
 from ..errors import ProfileError
+from .checkers import Section
+from .gce import cross_check as gce_cross_check
 from .schema import (
     GCE_SCHEMA,
     JUPYTER_SCHEMA,
@@ -84,7 +86,14 @@ def _section(
             continue  # an explicit null means "use the default"
         checker, _required = schema[key]
         try:
-            values[key] = checker(raw)
+            if isinstance(checker, Section):
+                nested = _section(raw, checker.schema, (*path, key), problems)
+                if nested is None:
+                    ok = False
+                    continue
+                values[key] = checker.build(nested)
+            else:
+                values[key] = checker(raw)
         except ValueError as exc:
             problems.add((*path, key), str(exc))
             ok = False
@@ -117,6 +126,9 @@ def _profile(name: str, data: Any, source: Path, problems: _Problems) -> Profile
     jupyter = _section(data.get("jupyter"), JUPYTER_SCHEMA, (*path, "jupyter"), problems)
     ssh = _section(data["ssh"], SSH_SCHEMA, (*path, "ssh"), problems) if has_ssh else None
     gce = _section(data["gce"], GCE_SCHEMA, (*path, "gce"), problems) if has_gce else None
+    for key, reason in gce_cross_check(gce) if gce is not None else ():
+        problems.add((*path, "gce", key), reason)
+        gce = None
     kernel = _section(data.get("kernel"), KERNEL_SCHEMA, (*path, "kernel"), problems)
     if not ok or jupyter is None or kernel is None or (has_ssh and ssh is None) or (
             has_gce and gce is None):

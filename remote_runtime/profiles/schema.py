@@ -7,21 +7,38 @@ converted value or raises ValueError with the reason shown to the user.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-import ipaddress
-import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..errors import ProfileError
+from .checkers import (
+    Checker,
+    _ask_yes_no,
+    _bool,
+    _choice,
+    _lease,
+    _loopback,
+    _path,
+    _port,
+    _shell_lines,
+    _str,
+    _url,
+)
+from .gce import (
+    CREATE_SECTION,
+    IDLE_MINUTES,
+    RUN_PLACEHOLDER,
+    RUN_SUFFIX_RE,
+    CreateSettings,
+    new_run_suffix,
+)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 ENV_MODES = ("auto", "existing", "managed")
 GCE_ADDRESS_MODES = ("auto", "external", "internal", "iap")
-INSTALL_MODES = ("ask", "yes", "no")
 DEFAULT_JUPYTER_PORT = 8888
 DEFAULT_LEASE_SECONDS = 300
 
@@ -54,6 +71,9 @@ class GCESettings:
     # Google account (email) whose OS Login profile gets the key; default: the
     # account of the credentials.
     account: str | None = None
+    create: CreateSettings | None = None  # create the VM when it does not exist
+    delete_on_exit: bool = False  # delete the VM (and its boot disk) on teardown
+    idle_stop_minutes: float | None = None  # the VM's agent powers it off when idle
 
 
 @dataclass(frozen=True)
@@ -81,16 +101,43 @@ class KernelSettings:
 
 @dataclass(frozen=True)
 class Profile:
-    name: str
+    name: str  # the runtime's name: the profile's, or PROFILE-SUFFIX for a {run} template
     source: Path
     jupyter: JupyterSettings
     ssh: SSHSettings | None = None
     gce: GCESettings | None = None
+    base: str = ""  # the template profile this runtime was made from ({run}), else ""
     kernel: KernelSettings = field(default_factory=KernelSettings)
 
     @property
     def kind(self) -> str:
         return "gce" if self.gce is not None else "ssh"
+
+    @property
+    def profile_name(self) -> str:
+        """The name in the profiles file (a {run} runtime's template)."""
+        return self.base or self.name
+
+    @property
+    def idle_stop_seconds(self) -> float | None:
+        """After how long with nothing running the VM's agent powers it off (None: never)."""
+        minutes = self.gce.idle_stop_minutes if self.gce is not None else None
+        return None if minutes is None else minutes * 60
+
+    @property
+    def run_template(self) -> bool:
+        """Each runtime of this profile gets its own VM, named with a fresh suffix."""
+        return self.gce is not None and RUN_PLACEHOLDER in self.gce.instance
+
+    def for_run(self, suffix: str) -> Profile:
+        """The runtime PROFILE-SUFFIX of a {run} template: its own instance name, and
+        the port only a starting point (parallel runtimes each take their own)."""
+        assert self.gce is not None and self.run_template
+        return dataclasses.replace(
+            self, name=f"{self.name}-{suffix}", base=self.name,
+            gce=dataclasses.replace(self.gce, delete_on_exit=True,
+                                    instance=self.gce.instance.replace(RUN_PLACEHOLDER, suffix)),
+            jupyter=dataclasses.replace(self.jupyter, port_explicit=False))
 
     @property
     def target(self) -> str:
@@ -110,8 +157,13 @@ class ProfileSet:
     profiles: dict[str, Profile] = field(default_factory=dict)
 
     def get(self, name: str) -> Profile:
+        """A profile by name, or the runtime PROFILE-SUFFIX of a {run} template."""
         if name in self.profiles:
             return self.profiles[name]
+        base, _, suffix = name.rpartition("-")
+        template = self.profiles.get(base)
+        if template is not None and template.run_template and RUN_SUFFIX_RE.match(suffix):
+            return template.for_run(suffix)
         close = difflib.get_close_matches(name, list(self.profiles), n=1)
         hint = f"did you mean '{close[0]}'?" if close else None
         known = ", ".join(sorted(self.profiles)) or "none"
@@ -119,85 +171,10 @@ class ProfileSet:
             f"{self.path}: no profile named '{name}' (profiles: {known})", hint=hint
         )
 
-
-# --- schema -----------------------------------------------------------------
-
-Checker = Callable[[Any], Any]  # returns the converted value or raises ValueError
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError("must be a non-empty string")
-    if "\n" in value or "\0" in value:
-        raise ValueError("must be a single line")
-    return value
-
-
-def _port(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"must be a port number (1-65535), not {value!r}")
-    if not 1 <= value <= 65535:
-        raise ValueError(f"must be between 1 and 65535, not {value}")
-    return value
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"must be true or false, not {value!r}")
-    return value
-
-
-def _path(value: Any) -> Path:
-    return Path(os.path.expanduser(_str(value)))
-
-
-def _choice(*choices: str) -> Checker:
-    def check(value: Any) -> str:
-        if value not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}, not {value!r}")
-        return str(value)
-
-    return check
-
-
-def _loopback(value: Any) -> str:
-    text = _str(value)
-    try:
-        if ipaddress.ip_address(text).is_loopback:
-            return text
-    except ValueError:
-        pass
-    raise ValueError(f"must be a loopback address (127.0.0.0/8 or ::1), not {text!r}")
-
-
-def _lease(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 10:
-        raise ValueError(f"must be a whole number of seconds >= 10, not {value!r}")
-    return value
-
-
-def _shell_lines(value: Any) -> tuple[str, ...]:
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(
-            isinstance(item, str) and item.strip() for item in items):
-        raise ValueError("must be a list of shell lines (non-empty strings)")
-    if any("\0" in item for item in items):
-        raise ValueError("must not contain NUL characters")
-    return tuple(items)
-
-
-def _ask_yes_no(value: Any) -> str:
-    # YAML reads a bare yes/no as a boolean.
-    if value is True or value is False:
-        return "yes" if value else "no"
-    return _choice(*INSTALL_MODES)(value)
-
-
-def _url(value: Any) -> str:
-    text = _str(value)
-    if not re.match(r"^https?://[^\s/]+", text):
-        raise ValueError(f"must be an http(s):// URL, not {text!r}")
-    return text
+    def to_start(self, name: str) -> Profile:
+        """What `up NAME` starts: the profile, or a new runtime of a {run} template."""
+        profile = self.get(name)
+        return profile.for_run(new_run_suffix()) if profile.run_template else profile
 
 
 # key -> (checker, required)
@@ -224,6 +201,9 @@ GCE_SCHEMA: dict[str, tuple[Checker, bool]] = {
     "api_endpoint": (_url, False),
     "known_hosts": (_path, False),
     "account": (_str, False),
+    "create": (CREATE_SECTION, False),
+    "delete_on_exit": (_bool, False),
+    "idle_stop_minutes": (IDLE_MINUTES, False),
 }
 JUPYTER_SCHEMA: dict[str, tuple[Checker, bool]] = {
     "port": (_port, False),

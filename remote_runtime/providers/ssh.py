@@ -5,9 +5,10 @@ from __future__ import annotations
 from ..options import Progress
 from ..profiles import Profile
 from ..ssh.endpoint import Endpoint
+from . import BaseProvider
 
 
-class SSHProvider:
+class SSHProvider(BaseProvider):
     def __init__(self, profile: Profile):
         assert profile.ssh is not None
         self.profile = profile

@@ -6,6 +6,8 @@ Every test collected here is marked `integration` (it needs root, namespaces, ss
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,8 +15,11 @@ from typing import Any
 import pytest
 from support.cli import UpProcess
 from support.env import SANDBOX_REMOTE_CACHE, Isolated, require_netns_sandbox
+from support.fake_compute import FakeCompute
+from support.gce import GUEST_KEY, PROJECT, Dlvm, GuestAgent, VmHost, dlvm_images, host_key
 from support.remote import Teardown, checked_remote
 
+from remote_runtime.providers.gce import keys
 from sandbox import Sandbox
 
 HERE = Path(__file__).resolve().parent
@@ -65,3 +70,68 @@ def start_up() -> Iterator[Any]:
     yield start
     for up in started:
         up.kill()
+
+
+@pytest.fixture(scope="session")
+def vm_host(tmp_path_factory: pytest.TempPathFactory) -> VmHost:
+    """nvidia-smi and power-off stand-ins for the sandbox that plays a Deep Learning VM."""
+    return VmHost(tmp_path_factory.mktemp("vm-host"))
+
+
+@pytest.fixture(scope="session")
+def vm_sandbox(tmp_path_factory: pytest.TempPathFactory, vm_host: VmHost) -> Iterator[Sandbox]:
+    """A second sandbox whose sessions find the stand-ins: on PATH (nvidia-smi) and in
+    REMOTE_RUNTIME_POWEROFF (so an idle stop never reaches this machine's shutdown). Its
+    remote cache is its own, as a VM's is (the idle watcher sees the runs of this VM
+    only), but shares the managed envs the other sandbox built."""
+    require_netns_sandbox()
+    with Sandbox(tmp_path_factory.mktemp("vm-sandbox"), mode="netns",
+                 remote_cache_dir=vm_host.remote_cache(SANDBOX_REMOTE_CACHE),
+                 env=vm_host.env) as box:
+        yield box
+
+
+@pytest.fixture
+def dlvm(vm_sandbox: Sandbox, vm_host: VmHost, isolated: Isolated,
+         monkeypatch: pytest.MonkeyPatch) -> Iterator[Dlvm]:
+    """The fake Compute API (a DLVM image family; new VMs publish the sandbox's host key)
+    whose VMs are the VM sandbox, with a guest agent pushing metadata keys to its sshd."""
+    vm_host.reset()
+    with FakeCompute(operation_seconds=0.1, boot_seconds=0.3, max_wait_seconds=0.5) as fake, \
+            checked_remote(vm_sandbox) as box, GuestAgent(fake, box), \
+            Teardown.guard(isolated) as guard:
+        fake.add_project(PROJECT)
+        dlvm_images(fake)
+        fake.guest_host_keys = host_key(box)
+        monkeypatch.setenv("REMOTE_RUNTIME_COMPUTE_ENDPOINT", fake.url)
+        yield Dlvm(fake, box, vm_host, guard)
+
+
+@pytest.fixture
+def compute(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCompute]:
+    """The fake Compute API alone (a project and a DLVM image family), for CLI commands too."""
+    with FakeCompute(operation_seconds=0.1, boot_seconds=0.2, max_wait_seconds=0.5) as fake:
+        fake.add_project(PROJECT)
+        dlvm_images(fake)
+        fake.host_keys_delay = 0.2
+        fake.guest_host_keys = {"ssh-ed25519": GUEST_KEY}
+        monkeypatch.setenv("REMOTE_RUNTIME_COMPUTE_ENDPOINT", fake.url)
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def gce_key_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ~/.ssh/google_compute_engine pair for the session (ssh-keygen takes a while)."""
+    key = tmp_path_factory.mktemp("gce-key") / keys.DEFAULT_KEY_NAME
+    keys.ensure_key_pair(key, "alice", {"PATH": os.environ.get("PATH", "")}, lambda _: None)
+    return key
+
+
+@pytest.fixture
+def gce_home(isolated: Isolated, gce_key_pair: Path) -> Path:
+    """The test's HOME with that key pair in ~/.ssh, as gcloud would have left it."""
+    ssh_dir = isolated.home / ".ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    for suffix in ("", ".pub"):
+        shutil.copy2(f"{gce_key_pair}{suffix}", ssh_dir / f"{gce_key_pair.name}{suffix}")
+    return isolated.home

@@ -25,13 +25,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
 from support.fake_compute import FakeCompute, Instance, Metadata
+from support.gce import GuestAgent
 
 from remote_runtime.errors import CloudError, ExitCode, HostKeyError
 from remote_runtime.options import UpOptions
 from remote_runtime.profiles import GCESettings, JupyterSettings, Profile
 from remote_runtime.providers.gce import keys as gce_keys
-from remote_runtime.providers.gce.api import account_email
-from remote_runtime.providers.gce.provider import GceProvider, connect, live_status
+from remote_runtime.providers.gce.api import account_email, connect
+from remote_runtime.providers.gce.provider import GceProvider
+from remote_runtime.providers.gce.queries import live_status
 from remote_runtime.runtime import Runtime
 from sandbox import Sandbox, to_yaml
 
@@ -628,53 +630,9 @@ def test_fake_instance_json_roundtrip() -> None:
 #
 # The fake API holds the instance (stopped at first), its metadata and its guest
 # attributes; the instance's host key is the sandbox sshd's, the profile's proxy_command
-# reaches that sshd in its network namespace, and `GuestAgent` plays the VM's guest agent:
-# it copies the user's keys from metadata into sshd's authorized_keys, a moment later, as
-# a real VM does (so the provider's auth retry is exercised too).
-
-class GuestAgent:
-    """Copies `user`'s metadata ssh-keys into the sandbox sshd's authorized_keys after `delay`."""
-
-    def __init__(self, fake: FakeCompute, vm: Instance, box: Sandbox, delay: float = 1.0):
-        assert box.sshd is not None
-        self.fake, self.vm, self.delay = fake, vm, delay
-        self.user = box.sshd.user
-        self.path = box.sshd.authorized_keys
-        self.base = box.sshd.client_key.with_suffix(".pub").read_text()
-        self.applied: list[str] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _keys(self) -> list[str]:
-        with self.fake.lock:
-            items = self.vm.metadata.items
-            value = items.get("ssh-keys", "")
-            if items.get("block-project-ssh-keys", "").lower() != "true":
-                value += "\n" + self.fake.projects[self.vm.project].items.get("ssh-keys", "")
-        return [line.split(":", 1)[1] for line in value.splitlines()
-                if line.startswith(f"{self.user}:")]
-
-    def _run(self) -> None:
-        seen_at: float | None = None
-        while not self.stop.wait(0.05):
-            keys = self._keys()
-            if keys == self.applied:
-                seen_at = None
-                continue
-            seen_at = seen_at or time.monotonic()
-            if time.monotonic() - seen_at >= self.delay:
-                self.path.write_text(self.base + "".join(f"{k}\n" for k in keys))
-                self.applied = keys
-
-    def __enter__(self) -> GuestAgent:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
-        self.path.write_text(self.base)
-
+# reaches that sshd in its network namespace, and `GuestAgent` (support.gce) plays the VM's
+# guest agent: it copies the user's keys from metadata into sshd's authorized_keys, a moment
+# later, as a real VM does (so the provider's auth retry is exercised too).
 
 def e2e_instance(fake: FakeCompute, box: Sandbox, host_key: tuple[str, str] | None = None
                  ) -> Instance:
@@ -702,7 +660,7 @@ def test_up_on_a_gce_profile_reaches_a_healthy_jupyter(
     vm = e2e_instance(fake, sandbox)
     monkeypatch.setenv("REMOTE_RUNTIME_COMPUTE_ENDPOINT", fake.url)
     lines: list[str] = []
-    with GuestAgent(fake, vm, sandbox):
+    with GuestAgent(fake, sandbox):
         runtime = Runtime(e2e_profile(sandbox, tmp_path / "profiles.yaml"), UpOptions(timeout=600),
                           progress=lines.append)
         try:
@@ -729,9 +687,9 @@ def test_up_on_a_gce_profile_reaches_a_healthy_jupyter(
 def test_up_refuses_a_host_key_other_than_the_published_one(
         fake: FakeCompute, sandbox: Sandbox, home: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    vm = e2e_instance(fake, sandbox, host_key=("ssh-ed25519", ED25519))
+    e2e_instance(fake, sandbox, host_key=("ssh-ed25519", ED25519))
     monkeypatch.setenv("REMOTE_RUNTIME_COMPUTE_ENDPOINT", fake.url)
-    with GuestAgent(fake, vm, sandbox, delay=0.0):
+    with GuestAgent(fake, sandbox, delay=0.0):
         runtime = Runtime(e2e_profile(sandbox, tmp_path / "profiles.yaml"), UpOptions(timeout=60))
         try:
             with pytest.raises(HostKeyError, match="guest attributes"):
@@ -759,7 +717,7 @@ def test_ctrl_c_tears_down_and_stops_the_instance(
            "PYTHONUNBUFFERED": "1"}
     argv = [sys.executable, "-c", "import sys; from remote_runtime.cli import main; "
             "sys.exit(main())", "up", "gce-e2e", "--profiles", str(tmp_path / "profiles.yaml")]
-    with GuestAgent(fake, vm, sandbox):
+    with GuestAgent(fake, sandbox):
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, start_new_session=True)
         try:

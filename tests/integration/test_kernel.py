@@ -220,10 +220,11 @@ def test_a_tcsh_login_shell_that_prints(
 # --- ipykernel missing ----------------------------------------------------------------------
 
 
-def up_on_a_pty(profiles: Path, name: str, answer: str) -> tuple[int, str]:
+def up_on_a_pty(profiles: Path, name: str, answer: str, *extra: str) -> tuple[int, str]:
     """`up` with a terminal on stdin that answers the first question with `answer`."""
     controller, terminal = pty.openpty()
-    proc = subprocess.Popen(cli_argv("up", name, "--profiles", str(profiles)), env=cli_env(),
+    proc = subprocess.Popen(cli_argv("up", name, "--profiles", str(profiles), *extra),
+                            env=cli_env(),
                             stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     os.close(terminal)
@@ -246,7 +247,8 @@ def up_on_a_pty(profiles: Path, name: str, answer: str) -> tuple[int, str]:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("how", ["no", "ask-without-terminal", "ask-declined-on-terminal"])
+@pytest.mark.parametrize("how", ["no", "ask-without-terminal", "ask-declined-on-terminal",
+                                 "ask-declined-on-terminal-detached"])
 def test_a_python_without_ipykernel_is_an_error_naming_the_command(
     how: str, clean_remote: Sandbox, tmp_path: Path, isolated: Isolated,
 ) -> None:
@@ -259,8 +261,10 @@ def test_a_python_without_ipykernel_is_an_error_naming_the_command(
         box, "k", port, kernel={"python": str(python), "install_ipykernel": policy})})
     command = f"{python} -m pip install ipykernel"
 
-    if how == "ask-declined-on-terminal":
-        status, stderr = up_on_a_pty(profiles, "k", "n")
+    if how.startswith("ask-declined-on-terminal"):
+        # Detached, the supervisor relays the question to the terminal `up` started from.
+        status, stderr = up_on_a_pty(profiles, "k", "n",
+                                     *(["--detach"] if how.endswith("detached") else []))
         assert status == ExitCode.REMOTE_SETUP, stderr
         assert f"The kernel's Python {python} (Python " in stderr
         assert f"error: the kernel's Python {python} has no ipykernel; install it with: " \

@@ -33,7 +33,7 @@ from support.remote import remote_server, sandbox_profile, write_profiles
 from remote_runtime import cli
 from remote_runtime.cli import render
 from remote_runtime.errors import ExitCode
-from remote_runtime.ssh.hostkeys import fingerprint
+from remote_runtime.ssh.hostkeys import fingerprint, host_matches
 from sandbox import Sandbox
 
 StartUp = Callable[..., UpProcess]
@@ -205,6 +205,7 @@ def test_unknown_host_key_refused_then_accepted_and_recorded(
     box = clean_remote
     known = tmp_path / "empty_known_hosts"
     known.write_text("")
+    inode, mode = known.stat().st_ino, known.stat().st_mode
     port = local_port()
     profiles = profiles_file(tmp_path, box, port, ssh={"known_hosts": str(known)})
     key_type, key_b64 = sandbox_host_key(box)
@@ -221,8 +222,9 @@ def test_unknown_host_key_refused_then_accepted_and_recorded(
 
     up = start_up("sb", "--profiles", str(profiles), "--accept-new-host-key")
     assert up.wait_ready(FIRST_URL_TIMEOUT)[0] == port
-    assert known.read_text().splitlines() == [f"sb {key_type} {key_b64}"]
-    assert oct(known.stat().st_mode & 0o777) == oct(0o600)
+    assert_recorded_once(known, "sb", key_type, key_b64)
+    # Appended to, as OpenSSH does, not replaced: the file keeps its inode and mode.
+    assert (known.stat().st_ino, known.stat().st_mode) == (inode, mode)
     up.interrupt()
     assert up.wait(EXIT_TIMEOUT) == ExitCode.OK, up.describe()
     assert_torn_down(up, box, port, [], isolated)
@@ -232,7 +234,16 @@ def test_unknown_host_key_refused_then_accepted_and_recorded(
     assert again.wait_ready(FIRST_URL_TIMEOUT)[0] == port
     again.interrupt()
     assert again.wait(EXIT_TIMEOUT) == ExitCode.OK, again.describe()
-    assert known.read_text().splitlines() == [f"sb {key_type} {key_b64}"]
+    assert_recorded_once(known, "sb", key_type, key_b64)
+
+
+def assert_recorded_once(known: Path, name: str, key_type: str, key_b64: str) -> None:
+    """One line for `name`: plain, or hashed when the machine's ssh_config says
+    HashKnownHosts yes (Debian's does), as OpenSSH would write it."""
+    lines = known.read_text().splitlines()
+    assert len(lines) == 1, lines
+    host, *key = lines[0].split()
+    assert key == [key_type, key_b64] and host_matches(host, name)
 
 
 def other_ed25519_key() -> str:

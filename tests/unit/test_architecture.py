@@ -27,10 +27,10 @@ LAYERS: list[set[str]] = [
     {"", "errors", "options", "paths", "redact", "procs", "lifecycle"},
     {"jupyter", "profiles"},  # what a runtime is, as data
     {"ssh"},  # one connection
-    {"forward", "health", "providers", "bootstrap"},  # over a connection; to a connection
+    {"forward", "health", "providers", "server_api", "activity", "bootstrap"},  # over/to one
     {"ports", "remote", "kernel", "heartbeat", "state", "stops"},  # the parts of a runtime
     {"runtime"},  # the orchestration
-    {"command", "supervisor", "control"},  # runtimes in use, across processes
+    {"command", "supervisor", "control", "notebooks"},  # runtimes in use, across processes
     {"api"},  # the Python API
     {"cli"},  # the command line
 ]

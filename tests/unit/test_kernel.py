@@ -49,7 +49,7 @@ def test_a_python_with_ipykernel_is_chosen_and_described(session: Session) -> No
 
 @pytest.mark.parametrize(("policy", "confirm", "hint"), [
     ("no", None, "install it, set kernel.install_ipykernel: yes"),
-    ("ask", None, "there is no terminal to ask on (detached or CI)"),
+    ("ask", None, "there is no terminal to ask on (CI, a pipe, a reconnect)"),
     ("ask", False, "install it yourself"),
 ])
 def test_without_ipykernel_the_error_names_the_command(
@@ -86,6 +86,33 @@ def test_a_failed_install_says_what_pip_said(session: Session, tmp_path: Path) -
 def test_a_setup_line_that_fails_is_the_error(session: Session) -> None:
     with pytest.raises(RemoteSetupError, match=r"kernel.setup line 1 failed \(exit status 1\)"):
         prepare(session, KernelSettings(python=sys.executable, setup=("test -d /no/such",)))
+
+
+class Terminal:
+    """A `ssh.Prompter` that answers from a list and records what it was asked."""
+
+    def __init__(self, *answers: str | None) -> None:
+        self.answers = list(answers)
+        self.asked: list[tuple[str, bool]] = []
+
+    def ask(self, prompt: str, *, echo: bool) -> str:
+        self.asked.append((prompt, echo))
+        answer = self.answers.pop(0)
+        if answer is None:
+            raise EOFError
+        return answer
+
+    def show(self, text: str) -> None:
+        raise AssertionError("nothing to show")
+
+
+def test_the_question_goes_through_the_prompter() -> None:
+    assert kernel.asking(None) is None  # nobody to ask: the policy's error instead
+    terminal = Terminal("y", "YES ", "n", "", None)
+    confirm = kernel.asking(terminal)
+    assert confirm is not None
+    assert [confirm("Install?") for _ in range(5)] == [True, True, False, False, False]
+    assert terminal.asked[0] == ("Install? [y/N] ", True)
 
 
 def test_where_auto_looks(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from ...errors import CloudError
 from ...options import Progress
+from ...profiles import GCESettings, Profile
 
 INSTALL_HINT = ("GCE support is part of remote-runtime's install: reinstall it "
                 "(pipx reinstall remote-runtime, or pip install --force-reinstall "
@@ -247,6 +248,14 @@ class ComputeApi:
         return self._client("ProjectsClient")
 
     @property
+    def images(self) -> Any:
+        return self._client("ImagesClient")
+
+    @property
+    def zone_operations(self) -> Any:
+        return self._client("ZoneOperationsClient")
+
+    @property
     def oslogin(self) -> Any:
         return self._client("OsLoginServiceClient")
 
@@ -264,14 +273,22 @@ class ComputeApi:
             raise translate(exc, doing=doing, project=self.project, target=target) from exc
 
     def wait(self, operation: Any, *, zone: str | None, doing: str, target: str,
-             deadline: float, progress: Progress) -> Any:
-        """Wait (bounded by the monotonic `deadline`) for a zone or global operation."""
+             deadline: float, progress: Progress,
+             failed: Callable[[list[Any]], CloudError] | None = None,
+             cancelled: Callable[[], None] | None = None) -> Any:
+        """Wait (bounded by the monotonic `deadline`) for a zone or global operation.
+
+        `failed` turns the operation's errors into the CloudError to raise (default:
+        `operation_error`); `cancelled` is called between polls and may raise.
+        """
         compute = compute_module()
         done = compute.Operation.Status.DONE
         client = self._client("ZoneOperationsClient" if zone else "GlobalOperationsClient")
         started = time.monotonic()
         last_note = started
         while operation.status != done:
+            if cancelled is not None:
+                cancelled()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise CloudError(
@@ -290,6 +307,8 @@ class ComputeApi:
                 operation = client.wait(**kwargs, timeout=min(remaining, 130.0) + 10.0)
         errors = list(operation.error.errors) if operation.error else []
         if errors:
+            if failed is not None:
+                raise failed(errors)
             raise operation_error(errors, doing=doing, project=self.project, target=target)
         return operation
 
@@ -334,3 +353,22 @@ def account_email(creds: Credentials, timeout: float = 10.0) -> str | None:
     except Exception:  # noqa: BLE001 - any failure means "not known"; the caller explains
         return None
     return None
+
+def settings_of(profile: Profile) -> GCESettings:
+    if profile.gce is None:
+        raise CloudError(f"profile '{profile.name}' is not a GCE profile")
+    return profile.gce
+
+
+def connect(profile: Profile, environ: Mapping[str, str]) -> ComputeApi:
+    """Endpoint, credentials and project for a GCE profile (no API call yet)."""
+    settings = settings_of(profile)
+    endpoint = resolve_endpoint(settings.api_endpoint, environ)
+    creds = load_credentials(endpoint, environ)
+    project = resolve_project(settings.project, creds, environ, profile.name)
+    return ComputeApi(endpoint=endpoint, creds=creds, project=project)
+
+
+def target_of(project: str, settings: GCESettings) -> str:
+    return (f"instance '{settings.instance}' in project '{project}', "
+            f"zone '{settings.zone}'")

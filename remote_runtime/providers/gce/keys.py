@@ -17,6 +17,8 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+import filelock
+
 from ...errors import SSHError
 from ...options import Progress
 
@@ -82,6 +84,22 @@ def ensure_key_pair(path: Path, comment: str, environ: Mapping[str, str],
     Returns the public key line.
     """
     pub = Path(f"{path}.pub")
+    if not (path.exists() and pub.exists()):
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Parallel jobs on a fresh machine all find no key: one makes it, the others wait.
+        with filelock.FileLock(f"{path}.lock", timeout=180):
+            _make_pair(path, pub, comment, environ, progress)
+    try:
+        line = pub.read_text(encoding="ascii").splitlines()[0].strip()
+        parse_public_key(line)
+    except (OSError, UnicodeDecodeError, IndexError, ValueError) as exc:
+        raise SSHError(f"{pub}: not a usable public key ({exc})",
+                       hint=f"remove {path} and {pub} to let a new pair be created") from None
+    return line
+
+
+def _make_pair(path: Path, pub: Path, comment: str, environ: Mapping[str, str],
+               progress: Progress) -> None:
     if not path.exists():
         if pub.exists():
             raise SSHError(f"{pub} exists but its private key {path} does not",
@@ -91,13 +109,6 @@ def ensure_key_pair(path: Path, comment: str, environ: Mapping[str, str],
     elif not pub.exists():
         progress(f"writing the missing public key {pub}")
         pub.write_text(_derive_public(path, environ) + f" {comment}\n", encoding="ascii")
-    try:
-        line = pub.read_text(encoding="ascii").splitlines()[0].strip()
-        parse_public_key(line)
-    except (OSError, UnicodeDecodeError, IndexError, ValueError) as exc:
-        raise SSHError(f"{pub}: not a usable public key ({exc})",
-                       hint=f"remove {path} and {pub} to let a new pair be created") from None
-    return line
 
 
 def _keygen(environ: Mapping[str, str]) -> str | None:

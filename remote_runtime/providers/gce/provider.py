@@ -1,16 +1,20 @@
-"""Google Compute Engine profiles: start the VM, push the key, read host keys, pick an address.
+"""Google Compute Engine profiles: create or start the VM, push the key, read its host
+keys, pick an address; delete or stop it on exit.
 
 `GceProvider.prepare()` does what `gcloud compute ssh` does before it runs ssh
-(DESIGN.md fact 7) and returns an `Endpoint`; `close()` stops the VM when the
-profile says `stop_on_exit`. Nothing here prints: progress goes through the
-callback, failures leave as `CloudError`. Google's libraries are imported
-lazily, and only by `api`, so other profiles work without them.
+(DESIGN.md fact 7), creating the VM first when the profile has a `create`
+section and the instance does not exist, and returns an `Endpoint`.
+`after_connect()` waits for the GPU driver of a VM with accelerators. `close()`
+deletes a VM this run created when the runtime never came up (or on exit with
+`delete_on_exit`), or stops it with `stop_on_exit`. Nothing here prints: progress
+goes through the callback, failures leave as `CloudError`. Google's libraries
+are imported lazily, and only by `api`, so other profiles work without them.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -18,79 +22,47 @@ from typing import Any
 from ... import paths
 from ...errors import CloudError
 from ...options import Progress
-from ...profiles import GCESettings, Profile
+from ...profiles import Profile
+from ...ssh import Session
 from ...ssh.endpoint import Endpoint
-from ...ssh.streams import command_line
-from . import keys
-from .api import (
-    ComputeApi,
-    account_email,
-    api_errors,
-    compute_module,
-    load_credentials,
-    oslogin_module,
-    resolve_endpoint,
-    resolve_project,
-)
+from .. import BaseProvider
+from . import create, gpu, keys, reach
+from .access import KeyAccess, items_of
+from .api import ComputeApi, api_errors, connect, settings_of, target_of
+from .preemption import preempted_at
+from .queries import RUNNING, preemption
 
-RUNNING = "RUNNING"
 STOPPED = ("TERMINATED", "STOPPED")
 SUSPENDED = "SUSPENDED"
-METADATA_ATTEMPTS = 5
 
 
-def _settings(profile: Profile) -> GCESettings:
-    if profile.gce is None:
-        raise CloudError(f"profile '{profile.name}' is not a GCE profile")
-    return profile.gce
-
-
-def connect(profile: Profile, environ: Mapping[str, str]) -> ComputeApi:
-    """Endpoint, credentials and project for a GCE profile (no API call yet)."""
-    settings = _settings(profile)
-    endpoint = resolve_endpoint(settings.api_endpoint, environ)
-    creds = load_credentials(endpoint, environ)
-    project = resolve_project(settings.project, creds, environ, profile.name)
-    return ComputeApi(endpoint=endpoint, creds=creds, project=project)
-
-
-def live_status(profile: Profile, environ: Mapping[str, str] | None = None) -> str:
-    """The instance's status from the API (e.g. "RUNNING"), for `list --refresh`."""
-    settings = _settings(profile)
-    api = connect(profile, os.environ if environ is None else environ)
-    target = _target(api.project, settings)
-    with api.calling("reading the instance", target):
-        instance = api.instances.get(project=api.project, zone=settings.zone,
-                                     instance=settings.instance, timeout=api.request_timeout)
-    return str(instance.status)
-
-
-def _target(project: str, settings: GCESettings) -> str:
-    return (f"instance '{settings.instance}' in project '{project}', "
-            f"zone '{settings.zone}'")
-
-
-def _items(metadata: Any) -> dict[str, str]:
-    return {item.key: item.value for item in (metadata.items if metadata else [])}
-
-
-class GceProvider:
+class GceProvider(BaseProvider):
     """Implements `providers.Provider` for a profile with a `gce` section."""
 
     start_timeout = 600.0  # start/resume and boot until RUNNING
+    create_timeout = 600.0  # insert until done
+    host_key_timeout = 300.0  # a new VM's guest agent publishes its host keys
+    gpu_timeout = 900.0  # a new Deep Learning VM installs its NVIDIA driver
     stop_timeout = 600.0
-    metadata_timeout = 120.0
     poll_interval = 1.0
 
     def __init__(self, profile: Profile, *, environ: Mapping[str, str] | None = None) -> None:
         self.profile = profile
-        self.settings = _settings(profile)
+        self.settings = settings_of(profile)
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
         self._api: ComputeApi | None = None
-        # close() on a fresh provider stops the VM (`down` for a runtime whose owner
-        # died does that); after a prepare() that never found the instance, it does not.
+        # close() on a fresh provider stops (or deletes) the VM: `down` for a runtime whose
+        # owner died does that; after a prepare() that never found the instance, it does not.
         self._prepared = False
         self._found = False
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._closed = False
+        self._token: str | None = None  # the creation this provider made (or is making)
+        self._created = False
+        self._up = False
+        self._instance: Any = None
+        self._key_access: KeyAccess | None = None
 
     @property
     def api(self) -> ComputeApi:
@@ -100,7 +72,7 @@ class GceProvider:
 
     @property
     def target(self) -> str:
-        return _target(self.api.project, self.settings)
+        return target_of(self.api.project, self.settings)
 
     # --- Provider ----------------------------------------------------------------
 
@@ -108,38 +80,39 @@ class GceProvider:
         s, api = self.settings, self.api
         self._prepared = True
         progress(f"looking up {self.target}")
-        instance = self._ensure_running(progress)
-        project_items: dict[str, str] | None = None
-
-        def project_flag(key: str) -> bool | None:
-            nonlocal project_items
-            if project_items is None:
-                project_items = _items(self._get_project().common_instance_metadata)
-            return keys.metadata_flag(project_items, key)
-
-        items = _items(instance.metadata)
-        identity = s.identity_file or paths.ssh_dir() / keys.DEFAULT_KEY_NAME
-        local_user = s.user or keys.default_user(self.environ)
+        instance = self._ensure_running(self._find_or_create(progress), progress)
+        self._instance = instance
+        access = self._access()
+        items = items_of(instance.metadata)
+        identity, local_user = self._identity()
         public = keys.ensure_key_pair(identity, local_user, self.environ, progress)
         oslogin = keys.metadata_flag(items, "enable-oslogin")
         if oslogin is None:
-            oslogin = project_flag("enable-oslogin")
+            oslogin = access.project_flag("enable-oslogin")
         if oslogin:
             two_factor = keys.metadata_flag(items, "enable-oslogin-2fa")
-            if two_factor or (two_factor is None and project_flag("enable-oslogin-2fa")):
+            if two_factor or (two_factor is None and access.project_flag("enable-oslogin-2fa")):
                 raise CloudError(f"OS Login 2-step verification is on for {self.target}; "
                                  "remote-runtime cannot answer its prompts",
                                  hint="use an account exempt from 2-step verification, or "
                                  "set enable-oslogin-2fa to FALSE on the instance")
-            user = self._oslogin_import(public, s.user, progress)
+            user = access.oslogin_import(public, s.user, progress)
         else:
             user = local_user
-            self._ensure_metadata_key(instance, user, public, progress)
+            access.ensure_metadata_key(instance, user, public, progress)
         guest = keys.metadata_flag(items, "enable-guest-attributes")
         if guest is None:
-            guest = project_flag("enable-guest-attributes")
-        host_keys = self._host_keys(progress) if guest else ()
-        host, proxy = self._address(instance, progress)
+            guest = access.project_flag("enable-guest-attributes")
+        wait = time.monotonic() + self.host_key_timeout if self._created else None
+        host_keys = reach.host_keys(api, s, self.target, progress, wait_until=wait,
+                                    poll=self.poll_interval, cancelled=self._check_cancel) \
+            if guest else ()
+        host, proxy = reach.address(instance, s, api.project, self.target, self.environ,
+                                    progress)
+        extra = {"project": api.project, "zone": s.zone, "instance": s.instance,
+                 "instance_id": str(instance.id)}
+        if self._gpu_count():
+            extra["gpus"] = str(self._gpu_count())
         return Endpoint(
             host=host,
             port=s.ssh_port,
@@ -151,13 +124,118 @@ class GceProvider:
             trusted_host_keys=host_keys,
             auth_retry_seconds=60.0,
             description=f"gce {api.project}/{s.zone}/{s.instance}",
-            extra={"project": api.project, "zone": s.zone, "instance": s.instance,
-                   "instance_id": str(instance.id)},
+            extra=extra,
         )
 
+    def after_connect(self, session: Session, progress: Progress) -> list[str]:
+        """A VM with GPUs: wait for a working nvidia-smi (a new Deep Learning VM installs
+        its driver at first boot); on a VM we did not make, check once and only note it."""
+        count = self._gpu_count()
+        if not count:
+            return []
+        items = items_of(self._instance.metadata)
+        installing = self._created or keys.metadata_flag(
+            items, create.DRIVER_METADATA[0]) is True
+        progress(f"checking the GPU{'s' if count > 1 else ''} (nvidia-smi)")
+        try:
+            gpus = gpu.wait(session, expected=count, progress=progress,
+                            deadline=time.monotonic() + (self.gpu_timeout if installing else 0),
+                            cancelled=self._check_cancel, interval=self.poll_interval * 5)
+        except gpu.GpuError as exc:
+            if installing:
+                raise
+            return [f"GPU: {exc.message}"]
+        text = gpu.describe(gpus)
+        progress(f"GPU {text}")
+        return [f"GPU {text}"]
+
+    def runtime_up(self) -> None:
+        self._up = True
+
+    def abort(self) -> None:
+        self._cancel.set()
+
+    def preempted(self) -> str | None:
+        """When this VM was preempted (for a lost connection to explain itself), or None."""
+        if not self._prepared or self._instance is None:
+            return None
+        try:
+            return preemption(self.profile, str(self._instance.id), self.environ)
+        except CloudError:
+            return None
+
     def close(self, progress: Progress) -> None:
-        if not self.settings.stop_on_exit or (self._prepared and not self._found):
+        with self._lock:
+            self._closed = True
+        self._cancel.set()
+        s = self.settings
+        if self._token is not None and not self._up:
+            self._delete(progress, token=self._token,
+                         why="created for a runtime that did not come up")
+        elif s.delete_on_exit:
+            if not (self._prepared and not self._found and self._token is None):
+                self._delete(progress, token=None, why="delete_on_exit")
+        elif s.stop_on_exit and not (self._prepared and not self._found):
+            self._stop(progress)
+
+    # --- create, delete, stop -----------------------------------------------------------
+
+    def _find_or_create(self, progress: Progress) -> Any:
+        instance = self._get_instance(missing_ok=self.settings.create is not None)
+        return instance if instance is not None else self._create(progress)
+
+    def _create(self, progress: Progress) -> Any:
+        s, api = self.settings, self.api
+        spec = s.create
+        assert spec is not None
+        deadline = time.monotonic() + self.create_timeout
+        details = [create.accelerator_text(spec)] + (["Spot"] if spec.spot else []) + (
+            [f"deleted by GCE after {spec.max_run_minutes} min"] if spec.max_run_minutes
+            else [])
+        progress(f"instance {s.instance} does not exist: creating it ({', '.join(details)})")
+        image_link = create.resolve_image(api, spec.image, progress)
+        ssh_keys = None
+        if not self._access().project_flag("enable-oslogin"):
+            identity, user = self._identity()
+            public = keys.ensure_key_pair(identity, user, self.environ, progress)
+            ssh_keys = keys.add_key(None, user, public)
+        token = create.new_token()
+        body = create.instance_body(
+            s, project=api.project, image_link=image_link, ssh_keys=ssh_keys,
+            labels=create.labels_for(spec, self.profile.profile_name, token))
+        with self._lock:
+            self._check_cancel()
+            self._token = token
+        try:
+            create.insert(api, s, body, target=self.target, deadline=deadline,
+                          progress=progress, cancelled=self._check_cancel)
+        except BaseException:
+            with self._lock:
+                closed = self._closed
+            if closed:  # close() ran meanwhile (another thread): delete what was made
+                self._delete(progress, token=token, why="creation interrupted")
+            raise
+        self._created = True
+        progress(f"instance {s.instance} created")
+        instance = self._get_instance()
+        return instance
+
+    def _delete(self, progress: Progress, *, token: str | None, why: str) -> None:
+        s = self.settings
+        instance = self._get_instance(missing_ok=True)
+        if instance is None:
+            progress(f"instance {s.instance} is already gone")
             return
+        if not create.created_by_us(instance, token):
+            owner = "this run" if token else "remote-runtime"
+            progress(f"not deleting instance {s.instance}: it was not created by {owner}")
+            return
+        progress(f"deleting instance {s.instance} and its boot disk ({why})")
+        create.delete(self.api, s.zone, s.instance, target=self.target,
+                      deadline=time.monotonic() + self.stop_timeout, progress=progress)
+        progress(f"instance {s.instance} deleted")
+
+    def _stop(self, progress: Progress) -> None:
         s, api = self.settings, self.api
         status = str(self._get_instance().status)
         if status in STOPPED:
@@ -174,31 +252,33 @@ class GceProvider:
 
     # --- instance state ----------------------------------------------------------------
 
-    def _get_instance(self) -> Any:
+    def _get_instance(self, *, missing_ok: bool = False) -> Any:
         s, api = self.settings, self.api
-        with api.calling("reading the instance", self.target):
-            instance = api.instances.get(project=api.project, zone=s.zone,
-                                         instance=s.instance, timeout=api.request_timeout)
+        gexc = api_errors()
+        try:
+            with api.calling("reading the instance", self.target,
+                             passthrough=lambda e: missing_ok and isinstance(e, gexc.NotFound)):
+                instance = api.instances.get(project=api.project, zone=s.zone,
+                                             instance=s.instance, timeout=api.request_timeout)
+        except gexc.NotFound:
+            return None
         self._found = True
         return instance
 
-    def _get_project(self) -> Any:
-        api = self.api
-        with api.calling("reading the project metadata", f"project '{api.project}'"):
-            return api.projects.get(project=api.project, timeout=api.request_timeout)
-
-    def _ensure_running(self, progress: Progress) -> Any:
+    def _ensure_running(self, instance: Any, progress: Progress) -> Any:
         s, api = self.settings, self.api
         deadline = time.monotonic() + self.start_timeout
-        instance = self._get_instance()
-        acted = False
+        acted = self._created
         last = ""
         while True:
-            status = str(instance.status)
+            self._check_cancel()
+            status = str(instance.status) if instance is not None else "gone"
             if status == RUNNING:
                 if acted:
                     progress(f"instance {s.instance} is RUNNING")
                 return instance
+            if self._created and (status in (*STOPPED, "STOPPING", "gone")):
+                self._lost_while_starting(status)
             if not acted and (status in STOPPED or status == SUSPENDED):
                 verb = "resume" if status == SUSPENDED else "start"
                 if not s.start_if_stopped:
@@ -215,7 +295,7 @@ class GceProvider:
                     op = call(project=api.project, zone=s.zone, instance=s.instance,
                               timeout=api.request_timeout)
                 api.wait(op, zone=s.zone, doing=doing, target=self.target, deadline=deadline,
-                         progress=progress)
+                         progress=progress, cancelled=self._check_cancel)
                 acted = True
                 instance = self._get_instance()
                 continue
@@ -227,158 +307,39 @@ class GceProvider:
                                  f"{self.start_timeout:.0f}s",
                                  hint="look at the instance in the Cloud console")
             time.sleep(max(0.0, min(self.poll_interval, deadline - time.monotonic())))
-            instance = self._get_instance()
+            instance = self._get_instance(missing_ok=self._created)
 
-    # --- keys ----------------------------------------------------------------------------
+    def _lost_while_starting(self, status: str) -> None:
+        """A VM we just created stopped or vanished before it ran: a Spot VM taken back."""
+        s, spec = self.settings, self.settings.create
+        assert spec is not None
+        when = preempted_at(self.api, s.zone, s.instance)
+        if when or spec.spot:
+            raise CloudError(f"the Spot VM {s.instance} was preempted while starting: no "
+                             f"Spot capacity for {create.accelerator_text(spec)} in zone "
+                             f"{s.zone} right now",
+                             hint="retry later, use another zone, or set create.spot: false")
+        raise CloudError(f"{self.target} is {status} right after its creation",
+                         hint="look at the instance in the Cloud console")
 
-    def _ensure_metadata_key(self, instance: Any, user: str, public: str,
-                             progress: Progress) -> None:
-        """Put `user:<key>` where the VM reads it, as gcloud decides (see ssh_utils)."""
-        items = _items(instance.metadata)
-        if items.get(keys.LEGACY_SSH_KEYS, "").strip():
-            # Legacy per-instance sshKeys make the VM ignore project keys.
-            self._instance_key(user, public, keys.LEGACY_SSH_KEYS, progress)
-        elif keys.metadata_flag(items, "block-project-ssh-keys"):
-            self._instance_key(user, public, keys.SSH_KEYS, progress)
-        elif keys.has_key(items.get(keys.SSH_KEYS), user, public):
-            return  # already in the instance's own keys
-        else:
-            try:
-                self._project_key(user, public, progress)
-            except CloudError as exc:
-                if "permission denied" not in exc.message:
-                    raise
-                # Like gcloud: without rights on project metadata, use the instance's.
-                progress("cannot write project metadata: adding the key to the instance")
-                self._instance_key(user, public, keys.SSH_KEYS, progress)
+    # --- helpers ---------------------------------------------------------------------------
 
-    def _instance_key(self, user: str, public: str, key: str, progress: Progress) -> None:
-        s, api = self.settings, self.api
+    def _access(self) -> KeyAccess:
+        if self._key_access is None:
+            self._key_access = KeyAccess(self.api, self.settings, self.target,
+                                         self._get_instance)
+        return self._key_access
 
-        def write(metadata: Any) -> Any:
-            return api.instances.set_metadata_unary(
-                project=api.project, zone=s.zone, instance=s.instance,
-                metadata_resource=metadata, timeout=api.request_timeout)
+    def _identity(self) -> tuple[Any, str]:
+        s = self.settings
+        return (s.identity_file or paths.ssh_dir() / keys.DEFAULT_KEY_NAME,
+                s.user or keys.default_user(self.environ))
 
-        self._update_metadata(lambda: self._get_instance().metadata, write, key=key, user=user,
-                              public=public, where=f"instance {s.instance}", zone=s.zone,
-                              progress=progress)
+    def _gpu_count(self) -> int:
+        if self._instance is None:
+            return 0
+        return sum(int(a.accelerator_count) for a in self._instance.guest_accelerators)
 
-    def _project_key(self, user: str, public: str, progress: Progress) -> None:
-        api = self.api
-
-        def write(metadata: Any) -> Any:
-            return api.projects.set_common_instance_metadata_unary(
-                project=api.project, metadata_resource=metadata,
-                timeout=api.request_timeout)
-
-        self._update_metadata(lambda: self._get_project().common_instance_metadata, write,
-                              key=keys.SSH_KEYS, user=user, public=public,
-                              where=f"project {api.project}", zone=None, progress=progress)
-
-    def _update_metadata(self, read: Any, write: Any, *, key: str, user: str, public: str,
-                         where: str, zone: str | None, progress: Progress) -> None:
-        """Read-modify-write one metadata item, retrying when the fingerprint went stale."""
-        gexc = api_errors()
-        compute = compute_module()
-        api = self.api
-        doing = f"adding your SSH key to {where} metadata"
-        for attempt in range(1, METADATA_ATTEMPTS + 1):
-            current = read()
-            items = _items(current)
-            if keys.has_key(items.get(key), user, public):
-                return
-            if attempt == 1:
-                progress(f"adding your SSH key for {user} to {where} metadata ({key})")
-            items[key] = keys.add_key(items.get(key), user, public)
-            updated = compute.Metadata(
-                fingerprint=current.fingerprint,
-                items=[compute.Items(key=k, value=v) for k, v in items.items()])
-            try:
-                with api.calling(doing, self.target if zone else where,
-                                 passthrough=lambda e: isinstance(e, gexc.PreconditionFailed)):
-                    op = write(updated)
-            except gexc.PreconditionFailed:
-                progress(f"{where} metadata changed meanwhile: retrying ({attempt})")
-                continue
-            api.wait(op, zone=zone, doing=doing, target=where,
-                     deadline=time.monotonic() + self.metadata_timeout, progress=progress)
-            return
-        raise CloudError(f"{where} metadata kept changing while {doing} "
-                         f"({METADATA_ATTEMPTS} attempts)", hint="try again in a moment")
-
-    def _oslogin_import(self, public: str, wanted: str | None, progress: Progress) -> str:
-        api = self.api
-        email = self.settings.account or account_email(api.creds)
-        if not email:
-            raise CloudError(f"OS Login is enabled for {self.target}, but the Google account "
-                             "of the credentials is unknown",
-                             hint="set gce.account in the profile to your account's email")
-        progress(f"importing your SSH key into OS Login for {email}")
-        common = oslogin_module().common
-        with api.calling("importing the key into OS Login", f"OS Login user '{email}'"):
-            response = api.oslogin.import_ssh_public_key(
-                parent=f"users/{email}", ssh_public_key=common.SshPublicKey(key=public),
-                project_id=api.project, timeout=api.request_timeout)
-        accounts = list(response.login_profile.posix_accounts)
-        names = [a.username for a in accounts if a.username]
-        if wanted and wanted in names:
-            return wanted
-        primary = [a.username for a in accounts if a.primary and a.username]
-        if not (primary or names):
-            raise CloudError(f"OS Login returned no POSIX account for {email} in project "
-                             f"'{api.project}'",
-                             hint="grant the account roles/compute.osLogin on the project")
-        return (primary or names)[0]
-
-    # --- host keys and address ------------------------------------------------------------
-
-    def _host_keys(self, progress: Progress) -> tuple[tuple[str, str], ...]:
-        s, api = self.settings, self.api
-        gexc = api_errors()
-        request = compute_module().GetGuestAttributesInstanceRequest(
-            project=api.project, zone=s.zone, instance=s.instance, query_path="hostkeys/")
-        try:
-            with api.calling("reading host keys from guest attributes", self.target,
-                             passthrough=lambda e: isinstance(e, gexc.NotFound | gexc.BadRequest)):
-                attributes = api.instances.get_guest_attributes(
-                    request=request, timeout=api.request_timeout)
-        except (gexc.NotFound, gexc.BadRequest):
-            progress("the instance publishes no host keys: checking against known_hosts")
-            return ()
-        found = keys.host_keys_from_guest_attributes(
-            [(i.namespace, i.key, i.value) for i in attributes.query_value.items])
-        if found:
-            progress(f"host keys from guest attributes: {', '.join(k for k, _ in found)}")
-        return found
-
-    def _address(self, instance: Any, progress: Progress) -> tuple[str, str | None]:
-        """(host, proxy_command) for the address mode; a profile proxy_command wins."""
-        s, api = self.settings, self.api
-        nics = list(instance.network_interfaces)
-        internal = nics[0].network_i_p if nics else ""
-        external = next((c.nat_i_p for c in (nics[0].access_configs if nics else [])
-                         if c.nat_i_p), "")
-        mode = s.address
-        if mode == "auto":
-            mode = "external" if external else ("internal" if s.proxy_command else "iap")
-        if mode == "external" and not external:
-            raise CloudError(f"{self.target} has no external IP address",
-                             hint="set address: iap (through gcloud) or address: internal")
-        if mode == "internal" and not internal:
-            raise CloudError(f"{self.target} has no internal IP address")
-        if mode != "iap":
-            return (external if mode == "external" else internal), s.proxy_command
-        if s.proxy_command:
-            return s.instance, s.proxy_command
-        if shutil.which("gcloud", path=self.environ.get("PATH", os.defpath)) is None:
-            raise CloudError(f"{self.target} is reached through IAP, which needs gcloud",
-                             hint="install the Google Cloud SDK, or set address: internal "
-                             "or a proxy_command in the profile")
-        progress(f"connecting through IAP (gcloud compute start-iap-tunnel {s.instance})")
-        # As `gcloud compute ssh` does; quoted for how this OS runs ProxyCommands
-        # (on Windows the path of gcloud.cmd, which CreateProcess would not find).
-        return s.instance, command_line([
-            "gcloud", "compute", "start-iap-tunnel", s.instance, str(s.ssh_port),
-            "--listen-on-stdin", "--zone", s.zone, "--project", api.project])
-
+    def _check_cancel(self) -> None:
+        if self._cancel.is_set():
+            raise CloudError(f"stopped while preparing {self.target}")

@@ -34,6 +34,8 @@ DOCUMENTED = {
     "CLOUD": 8,
     "NOT_RUNNING": 9,
     "STATE": 10,
+    "NOTEBOOK": 11,
+    "PREEMPTED": 12,
     "COMMAND_NOT_FOUND": 127,
     "INTERRUPTED": 130,
 }
@@ -113,6 +115,8 @@ def test_readme_documents_every_exit_code() -> None:
         (errors.CloudError, ExitCode.CLOUD),
         (errors.NotRunningError, ExitCode.NOT_RUNNING),
         (errors.StateError, ExitCode.STATE),
+        (errors.NotebookError, ExitCode.NOTEBOOK),
+        (errors.PreemptedError, ExitCode.PREEMPTED),
     ],
 )
 def test_each_error_maps_to_its_code(

@@ -8,11 +8,15 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
 import pytest
+from support.env import REPO_ROOT
 
 from remote_runtime.errors import ExitCode, HostKeyError
 from remote_runtime.ssh.hostkeys import HostKeyChecker, fingerprint, host_matches, read_known_hosts
@@ -256,10 +260,195 @@ def test_accept_new_keeps_existing_lines(tmp_path: Path) -> None:
     assert path.read_text() == before + f"lab {key.line}\n"
 
 
-def test_cannot_record(tmp_path: Path) -> None:
-    (tmp_path / "known_hosts.tmp").mkdir()  # the temp file cannot be written (even by root)
-    with pytest.raises(HostKeyError, match="known_hosts: cannot record host key"):
-        HostKeyChecker("lab", [tmp_path / "known_hosts"]).verify(ed25519(), accept_new=True)
+def test_cannot_record_is_a_warning_as_in_openssh(tmp_path: Path) -> None:
+    (tmp_path / "known_hosts").mkdir()  # a directory where the file should be
+    note = HostKeyChecker("lab", [tmp_path / "known_hosts" / "x"], record_file=tmp_path /
+                          "known_hosts").verify(ed25519(), accept_new=True)
+    assert note is not None and note.startswith("warning:") and "a directory" in note
+
+
+# --- known_hosts kept as OpenSSH keeps it ------------------------------------------------------
+
+
+def test_a_new_key_is_appended_never_replacing_the_file(tmp_path: Path) -> None:
+    path = known_hosts(tmp_path, "# mine", f"other {ed25519().line}")
+    path.chmod(0o644)
+    before, inode = path.read_text(), path.stat().st_ino
+    key = ed25519()
+    note = HostKeyChecker("lab", [path]).verify(key, accept_new=True)
+    assert note == f"recorded the host key of lab in {path}"
+    assert path.stat().st_ino == inode and stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert path.read_text() == before + f"lab {key.line}\n"
+
+
+def test_a_file_without_a_final_newline_gets_one_before_the_new_line(tmp_path: Path) -> None:
+    path = tmp_path / "known_hosts"
+    path.write_text("# no newline at the end")
+    key = ed25519()
+    HostKeyChecker("lab", [path]).verify(key, accept_new=True)
+    assert path.read_text() == f"# no newline at the end\nlab {key.line}\n"
+
+
+def test_a_symlinked_known_hosts_stays_a_symlink(tmp_path: Path) -> None:
+    real = known_hosts(tmp_path, "# dotfiles repo", name="real_known_hosts")
+    link = tmp_path / "known_hosts"
+    link.symlink_to(real)
+    key = ed25519()
+    HostKeyChecker("lab", [link]).verify(key, accept_new=True)
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert real.read_text() == f"# dotfiles repo\nlab {key.line}\n"
+    HostKeyChecker("lab", [link]).verify(key, accept_new=False)  # found through the link
+
+
+def test_dev_null_records_nothing_and_stays_a_device(tmp_path: Path) -> None:
+    # A character device of our own (root can make one); /dev/null itself otherwise.
+    device = tmp_path / "null"
+    if os.geteuid() == 0:
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    else:
+        device = Path(os.devnull)
+    for strict in ("accept-new", "no"):
+        HostKeyChecker("lab", [device]).verify(ed25519(), strict=strict)
+        assert stat.S_ISCHR(device.stat().st_mode)
+    real_null = Path(os.devnull)
+    HostKeyChecker("lab", [real_null]).verify(ed25519(), accept_new=True)
+    assert stat.S_ISCHR(real_null.stat().st_mode)
+
+
+def test_a_fifo_records_nothing_and_does_not_block(tmp_path: Path) -> None:
+    fifo = tmp_path / "known_hosts"
+    os.mkfifo(fifo)
+    note = HostKeyChecker("lab", [tmp_path / "other"], record_file=fifo).verify(
+        ed25519(), accept_new=True)
+    assert note is not None and "not a regular file" in note
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_none_records_nothing(tmp_path: Path) -> None:
+    note = HostKeyChecker("lab", [], record_file=None).verify(ed25519(), accept_new=True)
+    assert note is not None and "not recorded (UserKnownHostsFile none)" in note
+
+
+def test_hash_known_hosts_writes_a_hashed_line_ssh_keygen_finds(tmp_path: Path) -> None:
+    needs("ssh-keygen")
+    path = known_hosts(tmp_path)
+    key = ed25519()
+    HostKeyChecker("[lab.example.com]:2222", [path], hash_names=True).verify(
+        key, accept_new=True)
+    line = path.read_text().strip()
+    assert line.startswith("|1|") and "lab.example.com" not in line
+    found = subprocess.run(["ssh-keygen", "-F", "[lab.example.com]:2222", "-f", str(path)],
+                           capture_output=True, text=True, check=False)
+    assert found.returncode == 0 and key.b64 in found.stdout
+    HostKeyChecker("[lab.example.com]:2222", [path]).verify(key, accept_new=False)
+
+
+def test_two_writers_at_once_lose_nothing(tmp_path: Path) -> None:
+    path = known_hosts(tmp_path, "# shared")
+    keys = [ed25519() for _ in range(24)]
+    barrier = threading.Barrier(len(keys) * 2)
+    errors: list[BaseException] = []
+
+    def write(index: int) -> None:
+        try:
+            checker = HostKeyChecker(f"host{index % len(keys)}", [path])
+            barrier.wait(timeout=10)
+            checker.verify(keys[index % len(keys)], accept_new=True)
+        except BaseException as exc:  # handed to the test thread
+            errors.append(exc)
+
+    # Each host written by two writers at the same moment: one line each, none lost.
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(len(keys) * 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert not errors
+    lines = path.read_text().splitlines()
+    assert lines[0] == "# shared"
+    assert sorted(lines[1:]) == sorted(f"host{i} {k.line}" for i, k in enumerate(keys))
+
+
+def test_two_processes_at_once_lose_nothing(tmp_path: Path) -> None:
+    path = known_hosts(tmp_path)
+    code = (
+        "import base64, os, sys, time\n"
+        "from pathlib import Path\n"
+        "from remote_runtime.ssh.hostkeys import HostKeyChecker\n"
+        "class K:\n"
+        "    def __init__(s, b): s.b = b\n"
+        "    def get_name(s): return 'ssh-ed25519'\n"
+        "    def get_base64(s): return s.b\n"
+        "blob = b''.join(len(p).to_bytes(4, 'big') + p for p in (b'ssh-ed25519', os.urandom(32)))\n"
+        "start = float(sys.argv[3])\n"
+        "while time.time() < start: pass\n"
+        "HostKeyChecker(sys.argv[2], [Path(sys.argv[1])]).verify("
+        "K(base64.b64encode(blob).decode()), accept_new=True)\n"
+    )
+    start = str(time.time() + 1.0)
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path), f"h{i}", start],
+                              env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+             for i in range(8)]
+    assert [p.wait(timeout=30) for p in procs] == [0] * 8
+    names = sorted(line.split()[0] for line in path.read_text().splitlines())
+    assert names == sorted(f"h{i}" for i in range(8))
+
+
+# --- StrictHostKeyChecking ---------------------------------------------------------------------
+
+
+def test_strict_no_records_with_a_warning_and_still_refuses_a_changed_key(
+        tmp_path: Path) -> None:
+    path = known_hosts(tmp_path)
+    key = ed25519()
+    note = HostKeyChecker("lab", [path]).verify(key, strict="no")
+    assert note is not None and note.startswith("warning: StrictHostKeyChecking no")
+    assert path.read_text() == f"lab {key.line}\n"
+    with pytest.raises(HostKeyError, match="HOST KEY CHANGED"):
+        HostKeyChecker("lab", [path]).verify(ed25519(), strict="no")
+
+
+def test_strict_accept_new_from_the_config_records(tmp_path: Path) -> None:
+    path = known_hosts(tmp_path)
+    key = ed25519()
+    assert HostKeyChecker("lab", [path]).verify(key, strict="accept-new") is not None
+    assert path.read_text() == f"lab {key.line}\n"
+
+
+@pytest.mark.parametrize("strict", ["yes", "ask"])
+def test_strict_yes_and_ask_without_a_terminal_refuse(tmp_path: Path, strict: str) -> None:
+    with pytest.raises(HostKeyError, match="unknown host key"):
+        HostKeyChecker("lab", [known_hosts(tmp_path)]).verify(ed25519(), strict=strict)
+
+
+@pytest.mark.parametrize(("answer", "accepted"), [("yes", True), ("no", False), ("", False),
+                                                  ("fingerprint", True), ("SHA256:x", False)])
+def test_strict_ask_asks_like_openssh(tmp_path: Path, answer: str, accepted: bool) -> None:
+    path = known_hosts(tmp_path)
+    key = ed25519()
+    asked: list[str] = []
+
+    def ask(question: str) -> str:
+        asked.append(question)
+        return fingerprint(key.b64) if answer == "fingerprint" else answer
+
+    checker = HostKeyChecker("lab", [path])
+    if accepted:
+        checker.verify(key, strict="ask", ask=ask)
+        assert path.read_text() == f"lab {key.line}\n"
+    else:
+        with pytest.raises(HostKeyError, match="not accepted"):
+            checker.verify(key, strict="ask", ask=ask)
+        assert path.read_text() == ""
+    assert "ED25519 key fingerprint is " + fingerprint(key.b64) in asked[0]
+    assert asked[0].endswith("(yes/no/[fingerprint])? ")
+
+
+def test_global_known_hosts_are_read(tmp_path: Path) -> None:
+    key = ed25519()
+    system = known_hosts(tmp_path, f"lab {key.line}", name="ssh_known_hosts")
+    HostKeyChecker("lab", [tmp_path / "user"], global_known_hosts=[system]).verify(key)
+    assert not (tmp_path / "user").exists()
 
 
 # --- keys published out of band (GCE guest attributes) -------------------------------------

@@ -1,183 +1,26 @@
-"""A fake Compute Engine (and OS Login) REST server on 127.0.0.1, for tests.
+"""The fake Compute Engine (and OS Login) REST server: HTTP plumbing, routing, projects,
+the power actions and metadata of instances, operations, OS Login.
 
-The real `google-cloud-compute` and `google-cloud-os-login` clients talk to it
-over HTTP (`client_options={"api_endpoint": server.url}`), so the code under
-test runs exactly as it would against Google. It holds projects and instances
-in memory and implements what `providers.gce` calls:
-
-- instances get / list / start / stop / resume / setMetadata / getGuestAttributes
-- projects get / setCommonInstanceMetadata
-- zoneOperations and globalOperations get / wait
-- OS Login users.importSshPublicKey
-
-State changes go through operations that finish after a configurable delay;
-metadata writes check the fingerprint (412 on mismatch, as the API does);
-`inject()` makes chosen calls fail with a realistic error body; `calls` logs
-every request. It does not depend on pytest: start it with `with
-FakeCompute() as fake:` or `start()` / `close()`.
+VM creation, deletion, images, filters and preemption are in `vms` (a mixin).
 """
 
 from __future__ import annotations
 
-import base64
 import itertools
 import json
 import re
-import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-Json = dict[str, Any]
-BASE = "/compute/v1/projects/"
+from .model import BASE, ApiError, Call, Fault, Instance, Json, Metadata, Operation
+from .vms import VmLifecycle
 
 
-def new_fingerprint() -> str:
-    return base64.b64encode(secrets.token_bytes(8)).decode()
-
-
-@dataclass
-class Metadata:
-    """Ordered metadata items plus the fingerprint `setMetadata` must quote."""
-
-    items: dict[str, str] = field(default_factory=dict)
-    fingerprint: str = field(default_factory=new_fingerprint)
-
-    def to_json(self) -> Json:
-        body: Json = {"kind": "compute#metadata", "fingerprint": self.fingerprint}
-        if self.items:
-            body["items"] = [{"key": k, "value": v} for k, v in self.items.items()]
-        return body
-
-    def replace(self, body: Json) -> None:
-        self.items = {item["key"]: item.get("value", "") for item in body.get("items", [])}
-        self.fingerprint = new_fingerprint()
-
-
-@dataclass
-class Instance:
-    project: str
-    zone: str
-    name: str
-    id: int
-    status: str = "RUNNING"
-    nat_ip: str | None = "203.0.113.10"
-    network_ip: str = "10.128.0.2"
-    metadata: Metadata = field(default_factory=Metadata)
-    # Guest attributes under hostkeys/: key type -> base64 (None: not published).
-    host_keys: dict[str, str] | None = None
-    # A status the instance moves to at a monotonic time (boot, shutdown).
-    pending: tuple[str, float] | None = None
-
-    def current_status(self) -> str:
-        if self.pending is not None and time.monotonic() >= self.pending[1]:
-            self.status, self.pending = self.pending[0], None
-        return self.status
-
-    def to_json(self) -> Json:
-        nic: Json = {"name": "nic0", "networkIP": self.network_ip, "accessConfigs": []}
-        if self.nat_ip:
-            nic["accessConfigs"] = [
-                {"name": "External NAT", "type": "ONE_TO_ONE_NAT", "natIP": self.nat_ip}
-            ]
-        return {
-            "kind": "compute#instance",
-            "id": str(self.id),
-            "name": self.name,
-            "zone": f"https://www.googleapis.com{BASE}{self.project}/zones/{self.zone}",
-            "status": self.current_status(),
-            "networkInterfaces": [nic],
-            "metadata": self.metadata.to_json(),
-        }
-
-
-@dataclass
-class Operation:
-    project: str
-    zone: str | None  # None: a global operation
-    name: str
-    kind: str
-    target: str
-    done_at: float
-    on_done: Callable[[], None] | None = None
-    error: list[Json] | None = None
-    done: bool = False
-
-    def poll(self) -> None:
-        if not self.done and time.monotonic() >= self.done_at:
-            self.done = True
-            if self.on_done is not None and not self.error:
-                self.on_done()
-
-    def to_json(self) -> Json:
-        self.poll()
-        body: Json = {
-            "kind": "compute#operation",
-            "id": str(abs(hash(self.name)) % 10**18),
-            "name": self.name,
-            "operationType": self.kind,
-            "targetLink": self.target,
-            "status": "DONE" if self.done else "RUNNING",
-            "progress": 100 if self.done else 50,
-        }
-        if self.zone is not None:
-            body["zone"] = f"https://www.googleapis.com{BASE}{self.project}/zones/{self.zone}"
-        if self.done and self.error:
-            body["error"] = {"errors": self.error}
-        return body
-
-
-@dataclass(frozen=True)
-class Call:
-    method: str
-    path: str
-    query: dict[str, str]
-    body: Json | None
-
-    @property
-    def action(self) -> str:
-        """The last path segment: 'start', 'setMetadata', an instance name, ..."""
-        return self.path.rstrip("/").rsplit("/", 1)[-1]
-
-
-@dataclass
-class Fault:
-    status: int
-    method: str
-    pattern: re.Pattern[str]
-    message: str
-    reason: str
-    permission: str | None
-    times: int | None  # None: every time
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, reason: str, permission: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.reason, self.permission = (
-            status, message, reason, permission)
-
-    def body(self) -> Json:
-        error: Json = {
-            "code": self.status,
-            "message": self.message,
-            "errors": [{"message": self.message, "domain": "global", "reason": self.reason}],
-        }
-        if self.permission:
-            error["details"] = [{
-                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                "reason": "IAM_PERMISSION_DENIED",
-                "domain": "compute.googleapis.com",
-                "metadata": {"permission": self.permission},
-            }]
-        return {"error": error}
-
-
-class FakeCompute:
+class FakeCompute(VmLifecycle):
     """In-memory Compute Engine + OS Login REST API; see the module docstring."""
 
     def __init__(self, *, operation_seconds: float = 0.2, boot_seconds: float = 0.3,
@@ -202,6 +45,7 @@ class FakeCompute:
         self._ids = itertools.count(1_000_000_000_000_000_001)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._init_vms()
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -216,6 +60,9 @@ class FakeCompute:
 
             def do_POST(self) -> None:
                 fake._serve(self, "POST")
+
+            def do_DELETE(self) -> None:
+                fake._serve(self, "DELETE")
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -330,10 +177,14 @@ class FakeCompute:
                 return self._set_common_metadata(project, call)
             if rest[:2] == ["global", "operations"] and len(rest) >= 3:
                 return self._operation(rest[2], wait=rest[3:] == ["wait"])
+            if rest[:2] == ["global", "images"] and call.method == "GET":
+                return self._images(project, rest[2:])
             if rest[0] == "zones" and len(rest) >= 3:
                 zone, kind, tail = rest[1], rest[2], rest[3:]
                 if kind == "operations" and tail:
                     return self._operation(tail[0], wait=tail[1:] == ["wait"])
+                if kind == "operations" and call.method == "GET":
+                    return self._zone_operations(project, zone, call.query)
                 if kind == "instances":
                     return self._instances(project, zone, tail, call)
         raise ApiError(404, f"no such API path {path}", "notFound")
@@ -356,18 +207,20 @@ class FakeCompute:
     # --- instances ------------------------------------------------------------------
 
     def _instances(self, project: str, zone: str, tail: list[str], call: Call) -> Json:
+        if not tail and call.method == "POST":
+            return self._insert(project, zone, call.body or {}, call.path)
         if not tail:
-            items = [i.to_json() for (p, z, _), i in self.instances.items()
-                     if (p, z) == (project, zone)]
-            return {"kind": "compute#instanceList", "items": items}
+            return self._list_instances(project, zone, call.query)
         name = tail[0]
-        instance = self.instances.get((project, zone, name))
+        instance = self.live(project, zone, name)
         if instance is None:
             raise ApiError(404, f"The resource 'projects/{project}/zones/{zone}/instances/"
                            f"{name}' was not found", "notFound")
         action = tail[1] if len(tail) > 1 else ""
         if action == "" and call.method == "GET":
             return instance.to_json()
+        if action == "" and call.method == "DELETE":
+            return self._delete(instance)
         if action == "getGuestAttributes":
             return self._guest_attributes(instance, call.query.get("queryPath", ""))
         if call.method != "POST":
@@ -399,11 +252,12 @@ class FakeCompute:
                                    self.operation_seconds, None)
 
     def _guest_attributes(self, instance: Instance, query_path: str) -> Json:
-        if instance.host_keys is None or query_path != "hostkeys/":
+        published = instance.host_keys is not None and time.monotonic() >= instance.host_keys_at
+        if not published or query_path != "hostkeys/":
             raise ApiError(404, f"The resource '{query_path}' of type 'Guest Attribute' "
                            "was not found.", "notFound")
         items = [{"namespace": "hostkeys", "key": k, "value": v}
-                 for k, v in instance.host_keys.items()]
+                 for k, v in (instance.host_keys or {}).items()]
         return {"kind": "compute#guestAttributes", "queryPath": query_path,
                 "queryValue": {"items": items}}
 
