@@ -69,6 +69,8 @@ class RuntimeStatus:
                 since=record.since,
                 detached=record.detached,
                 reconnects=record.reconnects,
+                stack=record.stack,
+                routes=list(record.routes),
             )
             if show_token:
                 data["token"] = record.token
@@ -122,7 +124,8 @@ def _row(profile: Profile, record: state.Record | None, *, check_health: bool,
          refresh: bool) -> RuntimeStatus:
     row = _status_of(profile, record)
     if check_health and row.state == "up" and record is not None:
-        row.health = health.quick_check(record.port, record.token)
+        row.health = health.quick_check(record.port, record.token,
+                                        routes=tuple(record.routes))
         if row.health.ok and profile.idle_stop_seconds is not None:
             row.activity = activity.read(record.port, record.token, profile.idle_stop_seconds)
     failing = row.state == "stale" or (row.health is not None and not row.health.ok)
@@ -197,7 +200,7 @@ def status(profiles: ProfileSet, name: str) -> RuntimeStatus:
     over SSH on a VM with GPUs). A preempted Spot VM raises PreemptedError."""
     profile, record = _live_record(profiles, name)
     row = _status_of(profile, record)
-    row.health = health.check(record.port, record.token)
+    row.health = health.check(record.port, record.token, routes=tuple(record.routes))
     if not row.health.ok and (when := _preempted_at(profile, record)):
         raise PreemptedError(f"runtime '{record.name}': its Spot VM was preempted at {when}",
                              hint=f"clean up with 'remote-runtime down {record.name}'")

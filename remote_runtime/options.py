@@ -15,6 +15,33 @@ from typing import Any
 # A progress callback: one short human line at a time ("starting instance ...").
 Progress = Callable[[str], None]
 
+
+class Step(str):
+    """A progress message that is one step of a counted task (an install: 12 of 86).
+
+    It is a `str` ("installing ...: 12/86 tornado 6.4.2"), so any progress callback can
+    print it; the CLI draws the steps of one task as a single updating bar instead.
+    """
+
+    task: str
+    done: int
+    total: int
+    detail: str
+
+    def __new__(cls, task: str, done: int, total: int, detail: str = "") -> Step:
+        text = f"{task}: {done}/{total}" + (f" {detail}" if detail else "")
+        step = super().__new__(cls, text)
+        step.task, step.done, step.total, step.detail = task, done, total, detail
+        return step
+
+    @property
+    def finished(self) -> bool:
+        return self.done >= self.total
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "done": self.done, "total": self.total,
+                "detail": self.detail}
+
 DEFAULT_TIMEOUT = 180.0
 
 

@@ -16,20 +16,10 @@ from typing import Any
 from . import jupyter
 from .bootstrap import refusal, run_agent, start_agent
 from .errors import PortInUseError, RemoteSetupError, SSHError
-from .options import Progress
 from .profiles import JupyterSettings
 from .ssh import RemoteProcess, Session
 
 PROBE_TIMEOUT = 90.0
-INSTALL_TIMEOUT = 900.0
-
-
-def _requirements() -> dict[str, list[str]]:
-    # The agent picks the set for the remote interpreter's version.
-    return {
-        "requirements": list(jupyter.STACK_REQUIREMENTS),
-        "requirements_py312": list(jupyter.STACK_REQUIREMENTS_PY312),
-    }
 
 
 @dataclass
@@ -41,8 +31,9 @@ class Probe:
     home: str
     base: str
     candidates: list[dict[str, Any]]
-    managed: str | None
     free_ports: list[int]
+    # Only for a Python too old to host the server: the host's usable interpreters.
+    other_pythons: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def is_root(self) -> bool:
@@ -60,6 +51,7 @@ class ServerHandle:
     log_path: str
     jupyter: list[str]
     process: RemoteProcess | None = field(default=None, repr=False)
+    stack: str = "classic"
 
 
 def _json_line(text: str, what: str) -> dict[str, Any]:
@@ -99,7 +91,6 @@ class RemoteHost:
             "bind_host": self.settings.bind_host,
             "command": self._command_argv(),
             "check_existing": self.settings.env != "managed",
-            **_requirements(),
         }
         result = run_agent(self.session, self.settings.python, "probe", *map(str, ports),
                            stdin=json.dumps(config) + "\n", timeout=PROBE_TIMEOUT)
@@ -132,55 +123,9 @@ class RemoteHost:
             home=str(answer["home"]),
             base=str(answer["base"]),
             candidates=list(answer["candidates"]),
-            managed=answer.get("managed"),
             free_ports=[int(p) for p in answer["free_ports"]],
+            other_pythons=list(answer.get("other_pythons") or []),
         )
-
-    def ensure_stack(self, probe: Probe, progress: Progress) -> list[str]:
-        """The jupyter argv to run, per `jupyter.env` (auto | existing | managed)."""
-        mode = self.settings.env
-        working = [c for c in probe.candidates if c.get("ok")]
-        if mode in ("existing", "auto") and working:
-            progress(f"using the existing Jupyter at {working[0]['path']}")
-            return list(working[0]["argv"])
-        if mode == "existing":
-            reasons = "; ".join(f"{c['path']}: {c.get('reason', '?')}" for c in probe.candidates)
-            raise RemoteSetupError(
-                "no Jupyter on the remote host can load jupyter_http_over_ws "
-                f"({reasons or 'none found'})",
-                hint="use env: managed (or auto) to let remote-runtime build one, or install "
-                "'" + "' '".join(jupyter.STACK_REQUIREMENTS) + "' there",
-            )
-        return self._ensure_managed(probe, progress)
-
-    def _ensure_managed(self, probe: Probe, progress: Progress) -> list[str]:
-        progress("preparing the managed Jupyter environment on the remote host"
-                 + (" (first run: installing packages)" if probe.managed is None else ""))
-        process = start_agent(self.session, self.settings.python, "ensure-managed")
-        try:
-            process.write_line(json.dumps(_requirements()))
-            while True:
-                line = process.read_line(timeout=INSTALL_TIMEOUT)
-                if line is None:
-                    raise RemoteSetupError("the managed environment build stopped unexpectedly",
-                                           details=process.read_stderr()[-800:] or None)
-                try:
-                    message = json.loads(line)
-                except ValueError:
-                    continue
-                if "progress" in message:
-                    progress(str(message["progress"]))
-                elif "error" in message:
-                    raise RemoteSetupError(
-                        f"building the managed Jupyter environment failed: {message['error']}",
-                        hint="the remote host needs python3-venv and access to a package "
-                        "index (pip honours https_proxy)",
-                        details=str(message.get("log", ""))[-1500:] or None,
-                    )
-                elif message.get("ok"):
-                    return [str(message["jupyter"])]
-        finally:
-            process.close()
 
     def start_server(
         self,
@@ -192,6 +137,7 @@ class RemoteHost:
         allow_root: bool,
         on_disconnect: str,
         idle_stop_seconds: float | None = None,
+        stack: str = "classic",
         kernel: dict[str, Any] | None = None,
     ) -> ServerHandle:
         """Start the server under the agent's monitor; the returned handle's
@@ -205,6 +151,7 @@ class RemoteHost:
             config_file="{config_file}",
             notebook_dir="{notebook_dir}",  # "~" is expanded by the agent, on the remote
             allow_root=allow_root,
+            stack=stack,
         )
         config = {
             "run_id": run_id,
@@ -213,7 +160,7 @@ class RemoteHost:
             "token": token,
             "argv": argv,
             "workdir": self.settings.workdir,
-            "server_config": jupyter.server_config_py(),
+            "server_config": jupyter.server_config_py(stack),
             "lease_seconds": self.settings.lease_seconds,
             "on_disconnect": on_disconnect,
             # The VM's agent powers it off after this long with nothing running (None: never).
@@ -242,6 +189,7 @@ class RemoteHost:
             log_path=str(answer["log"]),
             jupyter=jupyter_argv,
             process=process,
+            stack=stack,
         )
 
     def attach(self, handle: ServerHandle) -> None:

@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from . import health, jupyter, kernel, ports, providers, redact, ssh, state
+from . import health, jupyter, kernel, ports, providers, provision, redact, ssh, state
 from .errors import (
     HealthCheckError,
     PreemptedError,
@@ -32,6 +32,7 @@ from .heartbeat import Heartbeat
 from .lifecycle import Resource, UndoStack, step
 from .options import Progress, UpOptions, quiet
 from .profiles import Profile
+from .provision import ServerStack
 from .remote import Probe, RemoteHost, ServerHandle
 
 
@@ -50,6 +51,8 @@ class RuntimeInfo:
     health: health.HealthReport
     notes: list[str] = field(default_factory=list)
     since: float = field(default_factory=time.time)
+    stack: str = "classic"  # the server stack (remote_runtime.stacks)
+    routes: tuple[str, ...] = ("websocket", "cors")  # the Colab routes it serves
     kernel: str = ""  # the Python the default kernel runs on the remote
 
     @property
@@ -72,6 +75,8 @@ class RuntimeInfo:
             "pid": os.getpid(),
             "health": self.health.to_dict(),
             "notes": self.notes,
+            "stack": self.stack,
+            "routes": list(self.routes),
         }
 
 
@@ -127,13 +132,13 @@ class Runtime(Resource):
         self._claim_record()
         endpoint = self._prepare_target()
         self._connect(endpoint)
-        probe, jupyter_argv, wanted, explicit = self._prepare_remote()
+        probe, server_stack, wanted, explicit = self._prepare_remote()
         port, notes = self._bind_forwarder(probe, wanted, explicit)
-        self._start_server(probe, port, jupyter_argv)
+        self._start_server(probe, port, server_stack)
         self._start_heartbeat()
         self._undo.push(self._stop_heartbeat)
-        report = self._check_health(port, deadline)
-        return self._publish(endpoint, port, jupyter_argv, report, notes)
+        report = self._check_health(port, deadline, server_stack.routes)
+        return self._publish(endpoint, port, server_stack, report, notes)
 
     def _claim_record(self) -> None:
         """Claimed before any work: a second `up` of the same name is refused, and
@@ -168,20 +173,20 @@ class Runtime(Resource):
         assert self.provider is not None
         self._provider_notes = self.provider.after_connect(self.session, self.progress)
 
-    def _prepare_remote(self) -> tuple[Probe, list[str], int, bool]:
+    def _prepare_remote(self) -> tuple[Probe, ServerStack, int, bool]:
         assert self.remote is not None
         wanted, explicit = self._wanted_port()
         self.progress("checking the remote host")
         probe = self.remote.probe(ports.candidates(wanted, explicit))
-        jupyter_argv = self.remote.ensure_stack(probe, self.progress)
+        server_stack = provision.ensure_stack(self.remote, probe, self.progress)
         assert self.session is not None
         self.kernel = kernel.prepare(
             self.session, self.profile.kernel, agent_python=self.profile.jupyter.python,
             workdir=self.profile.jupyter.workdir, confirm=kernel.asking(self.prompter),
             progress=self.progress)
-        return probe, jupyter_argv, wanted, explicit
+        return probe, server_stack, wanted, explicit
 
-    def _start_server(self, probe: Probe, port: int, jupyter_argv: list[str]) -> None:
+    def _start_server(self, probe: Probe, port: int, server_stack: ServerStack) -> None:
         assert self.remote is not None
         self._token = secrets.token_hex(24)
         run_id = f"{self.profile.name}-{uuid.uuid4().hex[:12]}"
@@ -191,10 +196,11 @@ class Runtime(Resource):
             run_id=run_id,
             port=port,
             token=self._token,
-            jupyter_argv=jupyter_argv,
+            jupyter_argv=server_stack.jupyter,
             allow_root=probe.is_root,
             on_disconnect=self.on_disconnect,
             idle_stop_seconds=self.profile.idle_stop_seconds,
+            stack=server_stack.stack,
             kernel=self.kernel.to_agent() if self.kernel is not None else None,
         )
         self._undo.push(self._stop_server)
@@ -205,10 +211,11 @@ class Runtime(Resource):
         interval = min(30.0, self.profile.jupyter.lease_seconds / 4)
         self.heartbeat = Heartbeat(self.session, self.server.process, interval=interval).start()
 
-    def _check_health(self, port: int, deadline: float) -> health.HealthReport:
+    def _check_health(self, port: int, deadline: float,
+                      routes: tuple[str, ...]) -> health.HealthReport:
         self.progress("checking the runtime through the tunnel, as Colab will")
         report = health.wait_healthy(
-            port, self._token, deadline=max(deadline, time.monotonic() + 15),
+            port, self._token, deadline=max(deadline, time.monotonic() + 15), routes=routes,
             should_stop=lambda: self.server is None or (
                 self.server.process is not None and self.server.process.closed),
         )
@@ -223,7 +230,7 @@ class Runtime(Resource):
         self._check_ipv6_loopback(port)
         return report
 
-    def _publish(self, endpoint: ssh.Endpoint, port: int, jupyter_argv: list[str],
+    def _publish(self, endpoint: ssh.Endpoint, port: int, server_stack: ServerStack,
                  report: health.HealthReport, notes: list[str]) -> RuntimeInfo:
         """The runtime is up: say so in the state record, and return what was made."""
         assert self.server is not None and self._record is not None
@@ -236,15 +243,18 @@ class Runtime(Resource):
             token=self._token,
             run_id=self.server.run_id,
             server_pid=self.server.server_pid,
-            jupyter=" ".join(jupyter_argv),
+            jupyter=" ".join(server_stack.jupyter),
             health=report,
             notes=notes + self._provider_notes,
+            stack=server_stack.stack,
+            routes=server_stack.routes,
             kernel=self.kernel.python if self.kernel is not None else "",
         )
         record = self._record
         record.port, record.token, record.run_id = port, self._token, self.server.run_id
         record.target, record.remote_log = self.info.target, self.server.log_path
         record.endpoint, record.phase = endpoint.to_dict(), "up"
+        record.stack, record.routes = server_stack.stack, list(server_stack.routes)
         state.claim(record)
         assert self.provider is not None
         self.provider.runtime_up()

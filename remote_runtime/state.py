@@ -46,6 +46,8 @@ class Record:
     phase: str = "up"  # "starting" until the health check passes, then "up" (or "preempted")
     profile: str = ""  # the profile it was made from, when named PROFILE-SUFFIX ({run})
     ended: str = ""  # why a runtime that is no longer up ended (e.g. its VM was preempted)
+    stack: str = "classic"  # the server stack, and the Colab routes it serves
+    routes: list[str] = field(default_factory=lambda: ["websocket", "cors"])
     version: int = VERSION
 
     @property

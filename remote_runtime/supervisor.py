@@ -34,7 +34,7 @@ from .errors import (
     RemoteRuntimeError,
     SSHError,
 )
-from .options import Progress, UpOptions
+from .options import Progress, Step, UpOptions
 from .profiles import Profile
 from .runtime import Runtime, RuntimeInfo
 from .ssh import Prompter
@@ -59,6 +59,11 @@ class _Channel:
         self.log.flush()
 
     def progress(self, message: str) -> None:
+        if isinstance(message, Step):  # counted steps: the parent draws them, the log
+            if message.finished or message.done == 0:  # keeps the first and the last
+                self._log(message)
+            self._send({"progress": message, "step": message.to_dict()})
+            return
         self._log(message)
         self._send({"progress": message})
 
@@ -270,6 +275,8 @@ def spawn(name: str, profiles_path: Path, options: UpOptions,
                 owner = int(message["started"])
             elif "prompt" in message or "show" in message:
                 _answer(process, prompter, message)
+            elif "step" in message:
+                progress(Step(**message["step"]))
             elif "progress" in message:
                 progress(str(message["progress"]))
             elif "ready" in message:

@@ -13,7 +13,8 @@ standard library. Every answer is one JSON line.
   status RUN        is it running
   logs RUN [-f]     the server log
 
-Modules: `common` (helpers), `stack` (probe, managed env), `server` (monitor,
-lease, stop, logs), `idle` (idle shutdown: activity probe and the watcher that
-powers the VM off), `main` (command table).
+Modules: `common` (helpers), `stack` (probe: which Jupyter and Python are there),
+`build` (the managed env, from a lock), `server` (monitor, lease, stop, logs),
+`idle` (idle shutdown: activity probe and the watcher that powers the VM off),
+`main` (command table).
 """

@@ -2,11 +2,12 @@
 
 
 
+from .build import cmd_ensure_managed
 from .common import emit
 from .kernel import cmd_kernel
 from .private import Refusal
 from .server import cmd_attach, cmd_logs, cmd_start, cmd_status, cmd_stop
-from .stack import cmd_ensure_managed, cmd_probe
+from .stack import cmd_probe
 
 COMMANDS = {
     "probe": cmd_probe,

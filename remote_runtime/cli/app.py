@@ -21,6 +21,7 @@ from ..errors import ExitCode, RemoteRuntimeError, UsageError
 from ..options import DEFAULT_TIMEOUT, UpOptions
 from ..runtime import Runtime
 from . import interrupts, render
+from .progress import ProgressView
 from .prompts import terminal_prompter
 
 app = typer.Typer(
@@ -50,12 +51,13 @@ AcceptOpt = Annotated[bool, typer.Option(
     "--accept-new-host-key", help="Record an unknown host key (never a changed one).")]
 
 
-def progress(message: str) -> None:
-    err.print(render.text(("-", "dim"), f" {message}"))
+# Every command's progress callback: lines, and an install as one updating bar.
+progress = ProgressView(lambda: err)
 
 
 def _teardown(runtime: Runtime) -> None:
     """Close the runtime where no signal can cut the teardown short; say what was done."""
+    progress.finish()
     with interrupts.shielded(
             lambda: err.print(render.text(("tearing down, please wait...", "yellow")))):
         done = runtime.close()

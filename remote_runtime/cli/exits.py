@@ -22,7 +22,7 @@ except ImportError:  # older typer: the click package
 
 from .. import __version__, paths
 from ..errors import ExitCode, RemoteRuntimeError
-from .app import app, err
+from .app import app, err, progress
 from .render import text
 
 
@@ -70,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return pe
     """Entry point: run the CLI and map every outcome to an exit status."""
     _raise_fd_limit()
     try:
-        result = app(args=argv, prog_name="remote-runtime", standalone_mode=False)
+        try:
+            result = app(args=argv, prog_name="remote-runtime", standalone_mode=False)
+        finally:
+            progress.finish()  # an install bar ends where it stood, above any error
     except RemoteRuntimeError as exc:
         return report(exc)
     except typer.Exit as exc:

@@ -17,11 +17,12 @@ from rich.text import Text
 
 from ..control import RuntimeStatus
 from ..health import HealthReport
-from ..jupyter import COLAB_ORIGIN
+from ..jupyter import COLAB_ORIGINS
 from ..ssh import Connection
 
+_HOSTS = " or ".join(origin.removeprefix("https://") for origin in COLAB_ORIGINS)
 BROWSER_HELP = f"""\
-In Colab ({COLAB_ORIGIN}): Connect (top right) > "Connect to a local runtime",
+In Colab ({_HOSTS}): Connect (top right) > "Connect to a local runtime",
 paste the URL above, then Connect.
   Chrome/Edge: when the site asks to "access other apps and services on this device"
     (local network access), click Allow; without it the connection is blocked.
@@ -39,10 +40,25 @@ def text(*parts: str | tuple[str, str]) -> Text:
     return Text.assemble(*parts)
 
 
+_ROUTE_NAMES = {"websocket": "websocket (jupyter_http_over_ws)", "cors": "direct (CORS)"}
+_STACK_NAMES = {"classic": "notebook 6", "modern": "Jupyter Server 2"}
+
+
+def routes_text(routes: list[str] | tuple[str, ...], *, short: bool = False) -> str:
+    """The Colab routes a runtime serves, in words."""
+    if short:
+        return "+".join("direct" if r == "cors" else r for r in routes)
+    names = [_ROUTE_NAMES.get(r, r) for r in routes]
+    return " and ".join(names) + (" routes" if len(names) > 1 else " route only")
+
+
 def up(out: Console, info: dict[str, Any], *, detached: bool) -> None:
     out.print(text((f"Runtime '{info['name']}' is up", "bold green"),
                    f" on {info['target']}, port {info['port']} "
                    f"(forwarded to localhost:{info['port']})"))
+    stack = info.get("stack", "classic")
+    out.print(f"Serves Colab's {routes_text(info.get('routes', ['websocket', 'cors']))} "
+              f"({stack} stack: {_STACK_NAMES.get(stack, stack)}).")
     for note in info.get("notes", []):
         out.print(text(("note:", "yellow"), f" {note}"))
     out.print()
@@ -97,6 +113,8 @@ def runtimes(out: Console, source: Path, rows: list[RuntimeStatus]) -> None:
         if row.health is not None:
             failure = row.health.first_failure
             health_text = "ok" if failure is None else f"failing: {failure.name}"
+        if "routes" in data:  # the Colab routes it serves
+            health_text += f" ({routes_text(data['routes'], short=True)})"
         if row.state == "preempted":
             health_text = data.get("ended", "")
         table.add_row(row.profile.name, row.profile.kind, row.profile.target,
@@ -122,6 +140,7 @@ def status(out: Console, row: RuntimeStatus) -> None:
 def health_report(out: Console, name: str, report: HealthReport) -> None:
     verdict = ("healthy", "green") if report.ok else ("unhealthy", "red")
     out.print(text(f"runtime '{name}' ({report.url}): ", verdict))
+    out.print(f"  serves Colab's {routes_text(report.routes)}")
     for check in report.checks:
         mark = ("ok  ", "green") if check.ok else ("FAIL", "red")
         out.print(text("  ", mark, f" {check.name:<10} {check.detail}"))

@@ -6,8 +6,11 @@ through the forwarded port: it connects to `host` but sends
 the Host header (DESIGN.md fact 2). Network trouble becomes a failed `Check`
 whose detail says what Colab would see; nothing here raises on a dead server.
 
-The `api`, `auth` and `cors` checks are plain HTTP and live here; the
-`extension` check (websockets, jupyter_http_over_ws) is in `extension`.
+Which checks run follows the routes the server serves (`stacks.ROUTES`): the
+`extension` check only where the websocket route is served. The `api`, `auth`,
+`cors` and `origins` checks are plain HTTP and live here; the `extension` check
+(websockets, jupyter_http_over_ws) is in `extension`. Both of Colab's origins are
+checked, and `origins` proves that a look-alike of them is refused.
 """
 
 from __future__ import annotations
@@ -21,12 +24,20 @@ from typing import Any
 
 import websocket
 
-from .. import jupyter, redact
-from .extension import check_extension
+from .. import jupyter, redact, stacks
+from .extension import check_extension, check_extension_refuses
 from .target import Failed, Target
 
-CHECKS = ("api", "auth", "extension", "cors")
+CHECKS = ("api", "auth", "extension", "cors", "origins")
 QUICK_CHECKS = ("api", "auth")
+ALL_ROUTES = stacks.ROUTES["classic"]
+# Not Colab: what a page elsewhere (or a look-alike host) would send.
+FOREIGN_ORIGIN = "https://colab.google.com.evil.example"
+
+
+def checks_for(routes: tuple[str, ...]) -> tuple[str, ...]:
+    """The checks of a server that serves `routes`."""
+    return tuple(c for c in CHECKS if c != "extension" or stacks.WEBSOCKET in routes)
 _MAX_BODY = 1 << 20
 
 
@@ -41,6 +52,7 @@ class Check:
 class HealthReport:
     url: str  # redacted
     checks: tuple[Check, ...]
+    routes: tuple[str, ...] = ALL_ROUTES  # the Colab routes the server serves
 
     @property
     def ok(self) -> bool:
@@ -55,19 +67,25 @@ class HealthReport:
             "url": self.url,
             "ok": self.ok,
             "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
+            "routes": list(self.routes),
         }
 
 
-def check(port: int, token: str, *, host: str = "127.0.0.1", timeout: float = 5.0) -> HealthReport:
-    """Run every check in order; the first failure stops the rest."""
-    return _run(Target(host, port, token, timeout, None), CHECKS)
+def check(
+    port: int, token: str, *, host: str = "127.0.0.1", timeout: float = 5.0,
+    routes: tuple[str, ...] = ALL_ROUTES,
+) -> HealthReport:
+    """Run every check of a server serving `routes`, in order; the first failure
+    stops the rest."""
+    return _run(Target(host, port, token, timeout, None), checks_for(routes), routes)
 
 
 def quick_check(
-    port: int, token: str, timeout: float = 2.0, *, host: str = "127.0.0.1"
+    port: int, token: str, timeout: float = 2.0, *, host: str = "127.0.0.1",
+    routes: tuple[str, ...] = ALL_ROUTES,
 ) -> HealthReport:
-    """Only `api` and `auth`: cheap enough for `list` and `status`."""
-    return _run(Target(host, port, token, timeout, None), QUICK_CHECKS)
+    """Only `api` and `auth`: cheap enough for `list`."""
+    return _run(Target(host, port, token, timeout, None), QUICK_CHECKS, routes)
 
 
 def wait_healthy(
@@ -78,12 +96,13 @@ def wait_healthy(
     host: str = "127.0.0.1",
     interval: float = 0.5,
     should_stop: Callable[[], bool] | None = None,
+    routes: tuple[str, ...] = ALL_ROUTES,
 ) -> HealthReport:
     """Poll `check` until it passes, `deadline` (a time.monotonic() value)
     passes, or `should_stop()` is true. Returns the last report."""
     last: HealthReport | None = None
     while True:
-        report = _run(Target(host, port, token, 5.0, deadline), CHECKS)
+        report = _run(Target(host, port, token, 5.0, deadline), checks_for(routes), routes)
         if report.ok:
             return report
         # An attempt cut short by the deadline ("no answer within 0.0005 s") would
@@ -106,7 +125,10 @@ def wait_healthy(
 _CheckFn = Callable[[Target], str]
 
 
-def _run(target: Target, names: tuple[str, ...]) -> HealthReport:
+def _run(
+    target: Target, names: tuple[str, ...], routes: tuple[str, ...] = ALL_ROUTES
+) -> HealthReport:
+    target.routes = routes
     checks: list[Check] = []
     failed: str | None = None
     for name in names:
@@ -123,7 +145,7 @@ def _run(target: Target, names: tuple[str, ...]) -> HealthReport:
         checks.append(Check(name, ok, _clean(detail, target.token)))
         if not ok:
             failed = name
-    return HealthReport(redact.url(target.url), tuple(checks))
+    return HealthReport(redact.url(target.url), tuple(checks), tuple(routes))
 
 
 def _clean(detail: str, token: str) -> str:
@@ -210,8 +232,14 @@ def _check_auth(target: Target) -> str:
 
 
 def _check_cors(target: Target) -> str:
-    origin = jupyter.COLAB_ORIGIN
-    resp = _http(
+    for origin in jupyter.COLAB_ORIGINS:
+        _check_cors_origin(target, origin)
+    hosts = " and ".join(o.removeprefix("https://") for o in jupyter.COLAB_ORIGINS)
+    return f"preflight and credentialed GET allow {hosts}, with private network access"
+
+
+def _preflight(target: Target, origin: str) -> _Response:
+    return _http(
         target,
         "OPTIONS",
         "/api/kernels",
@@ -222,9 +250,13 @@ def _check_cors(target: Target) -> str:
             "Access-Control-Request-Private-Network": "true",
         },
     )
+
+
+def _check_cors_origin(target: Target, origin: str) -> None:
+    resp = _preflight(target, origin)
     if not 200 <= resp.status < 300:
         raise Failed(
-            f"CORS preflight OPTIONS /api/kernels answered {resp.status}: "
+            f"CORS preflight OPTIONS /api/kernels from {origin} answered {resp.status}: "
             "the browser blocks Colab's direct requests"
         )
     problems = _cors_problems(resp, origin, "preflight")
@@ -245,12 +277,32 @@ def _check_cors(target: Target) -> str:
     resp = _http(target, "GET", f"/api/kernels?token={target.token}", {"Origin": origin})
     if resp.status != 200:
         raise Failed(
-            f"cross-origin GET /api/kernels with the token answered {resp.status} {resp.reason}"
+            f"cross-origin GET /api/kernels from {origin} with the token answered "
+            f"{resp.status} {resp.reason}"
         )
     problems = _cors_problems(resp, origin, "cross-origin GET")
     if problems:
         raise Failed("; ".join(problems))
-    return "preflight and credentialed GET allow the Colab origin and private network"
+
+
+def _check_origins(target: Target) -> str:
+    """Nothing but Colab's two origins is admitted: a look-alike gets no CORS grant
+    (and, where the extension is served, no websocket)."""
+    origin = FOREIGN_ORIGIN
+    for resp, what in (
+        (_preflight(target, origin), "preflight"),
+        (_http(target, "GET", f"/api/kernels?token={target.token}", {"Origin": origin}),
+         "cross-origin GET"),
+    ):
+        granted = resp.header("Access-Control-Allow-Origin")
+        if granted in (origin, "*"):
+            raise Failed(
+                f"the {what} from {origin} was allowed (Access-Control-Allow-Origin: "
+                f"{granted}): any web site could drive this runtime"
+            )
+    if stacks.WEBSOCKET in target.routes:
+        check_extension_refuses(target, origin)
+    return f"a look-alike origin ({origin.removeprefix('https://')}) is refused"
 
 
 def _cors_problems(resp: _Response, origin: str, what: str) -> list[str]:
@@ -280,4 +332,5 @@ _CHECK_FNS: dict[str, _CheckFn] = {
     "auth": _check_auth,
     "extension": check_extension,
     "cors": _check_cors,
+    "origins": _check_origins,
 }

@@ -31,9 +31,9 @@ MIN_EXTENSION_VERSION = "0.0.7"
 
 @contextmanager
 def open_websocket(
-    host: str, port: int, path: str, timeout: float
+    host: str, port: int, path: str, timeout: float, origin: str = jupyter.COLAB_ORIGIN
 ) -> Iterator[websocket.WebSocket]:
-    """A websocket to `path` as the Colab page opens it: Origin colab,
+    """A websocket to `path` as the Colab page opens it: Origin colab (`origin`),
     `Host: localhost:P`, through a socket we connect ourselves (so no
     http_proxy from the environment is ever used for a loopback port)."""
     sock = socket.create_connection((host, port), timeout=timeout)
@@ -42,7 +42,7 @@ def open_websocket(
             f"ws://localhost:{port}{path}",
             timeout=timeout,
             socket=sock,
-            origin=jupyter.COLAB_ORIGIN,
+            origin=origin,
             host=f"localhost:{port}",
             redirect_limit=0,
         )
@@ -55,7 +55,9 @@ def open_websocket(
         ws.close(timeout=min(timeout, 1.0))
 
 
-def _handshake_failure(exc: websocket.WebSocketBadStatusException, path: str) -> Failed:
+def _handshake_failure(
+    exc: websocket.WebSocketBadStatusException, path: str, origin: str = jupyter.COLAB_ORIGIN
+) -> Failed:
     status = exc.status_code
     if status == 404:
         return Failed(
@@ -65,27 +67,45 @@ def _handshake_failure(exc: websocket.WebSocketBadStatusException, path: str) ->
         )
     if status == 403:
         return Failed(
-            f"websocket {path} from Origin {jupyter.COLAB_ORIGIN} refused (403): "
-            "allow_origin is not the Colab origin"
+            f"websocket {path} from Origin {origin} refused (403): "
+            "allow_origin_pat does not admit that Colab origin"
         )
     return Failed(f"websocket {path} answered {status} {exc.status_message or ''}".rstrip())
 
 
 def check_extension(target: Target) -> str:
-    version = _diagnose(target)
+    versions = {_diagnose(target, origin) for origin in jupyter.COLAB_ORIGINS}
     status = _proxied_status(target)
-    return f"jupyter_http_over_ws {version}; proxied GET /api/status answered {status}"
+    return (f"jupyter_http_over_ws {', '.join(sorted(versions))} answers both Colab origins; "
+            f"proxied GET /api/status answered {status}")
 
 
-def _diagnose(target: Target) -> str:
-    path = f"/http_over_websocket/diagnose?min_version={MIN_EXTENSION_VERSION}"
+_DIAGNOSE = f"/http_over_websocket/diagnose?min_version={MIN_EXTENSION_VERSION}"
+
+
+def check_extension_refuses(target: Target, origin: str) -> None:
+    """The extension's websocket must refuse a page from `origin` (not Colab)."""
     try:
-        with open_websocket(target.host, target.port, path, target.call_timeout()) as ws:
+        with open_websocket(target.host, target.port, _DIAGNOSE, target.call_timeout(),
+                            origin=origin):
+            pass
+    except websocket.WebSocketBadStatusException as exc:
+        if exc.status_code in (403, 404):
+            return
+        raise
+    raise Failed(f"the extension's websocket accepted a page from {origin}: any web site "
+                 "could drive this runtime")
+
+
+def _diagnose(target: Target, origin: str) -> str:
+    try:
+        with open_websocket(target.host, target.port, _DIAGNOSE, target.call_timeout(),
+                            origin=origin) as ws:
             ws.send("health-diagnose")
             ws.settimeout(target.call_timeout())
             raw = ws.recv()
     except websocket.WebSocketBadStatusException as exc:
-        raise _handshake_failure(exc, "/http_over_websocket/diagnose") from None
+        raise _handshake_failure(exc, "/http_over_websocket/diagnose", origin) from None
     try:
         answer = json.loads(raw)
         version = str(answer["extension_version"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .. import jupyter
+from .. import jupyter, stacks
 
 
 class Failed(Exception):
@@ -20,6 +20,7 @@ class Target:
     timeout: float
     deadline: float | None  # time.monotonic(); no call may run past it
     last_timeout: float = 0.0  # of the latest call, for "no answer within N s"
+    routes: tuple[str, ...] = stacks.ROUTES["classic"]  # the Colab routes it serves
 
     @property
     def host_header(self) -> str:

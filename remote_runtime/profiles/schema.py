@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ProfileError
+from ..stacks import STACK_CHOICES
 from .checkers import (
     Checker,
     _ask_yes_no,
@@ -84,6 +85,7 @@ class JupyterSettings:
     port_explicit: bool = False
     command: str | None = None
     env: str = "auto"
+    stack: str = "auto"  # auto | classic | modern (remote_runtime.stacks)
     python: str = "python3"
     workdir: str = "~"
     bind_host: str = "127.0.0.1"
@@ -209,6 +211,7 @@ JUPYTER_SCHEMA: dict[str, tuple[Checker, bool]] = {
     "port": (_port, False),
     "command": (_str, False),
     "env": (_choice(*ENV_MODES), False),
+    "stack": (_choice(*STACK_CHOICES), False),
     "python": (_str, False),
     "workdir": (_str, False),
     "bind_host": (_loopback, False),

@@ -1,4 +1,5 @@
-"""health.py against a real classic Jupyter with jupyter_http_over_ws.
+"""health.py against a real classic Jupyter with jupyter_http_over_ws (and a modern
+Jupyter Server 2 where a test says so).
 
 The server runs from the cached stack venv (jupyter_venv.py) with the flags and
 config file the tool uses on a remote; "broken" servers differ only in the one
@@ -15,13 +16,15 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.colab_client import ColabClient
+import websocket
+from support.colab_client import ColabClient, ColabError, DirectClient
 from support.jupyter_venv import stack_venv, venv_bin
 
 from remote_runtime import health, jupyter
@@ -39,6 +42,7 @@ class Server:
     proc: subprocess.Popen[bytes]
     log: Path
     children: list[tuple[int, str]] = field(default_factory=list)
+    stack: str = "classic"
 
 
 def _free_port() -> int:
@@ -87,9 +91,10 @@ def _children(pid: int) -> list[tuple[int, str]]:
 class JupyterFactory:
     """Starts real servers and stops exactly the processes it started."""
 
-    def __init__(self, root: Path, venv: Path | None = None) -> None:
+    def __init__(self, root: Path, venv: Path | None = None, stack: str = "classic") -> None:
         self.root = root
-        self.venv = venv or stack_venv()
+        self.stack = stack
+        self.venv = venv or stack_venv(stack=stack)
         self.servers: list[Server] = []
         self._count = 0
         self._lock = threading.Lock()
@@ -120,11 +125,11 @@ class JupyterFactory:
             self._count += 1
             home = self.root / f"server-{self._count}"
         home.mkdir(parents=True)
-        config = jupyter.server_config()
+        config = jupyter.server_config(self.stack)
         if edit_config is not None:
             edit_config(config)
-        config_file = home / "config.json"
-        config_file.write_text(json.dumps(config))
+        config_file = home / "config.py"  # as on a remote: the Python config
+        config_file.write_text(jupyter.server_config_py(self.stack, config))
         argv = jupyter.server_argv(
             [str(venv_bin(self.venv, "jupyter"))],
             port=port,
@@ -132,6 +137,7 @@ class JupyterFactory:
             config_file=str(config_file),
             notebook_dir=str(home),
             allow_root=os.geteuid() == 0,
+            stack=self.stack,
         )
         argv = [a for a in argv if not a.startswith(drop_flags)] if drop_flags else argv
         env = {
@@ -146,7 +152,7 @@ class JupyterFactory:
         log = home / "server.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-        server = Server(port, token, proc, log)
+        server = Server(port, token, proc, log, stack=self.stack)
         with self._lock:
             self.servers.append(server)
         return server
@@ -220,8 +226,10 @@ def test_healthy_server_passes_every_check(healthy: Server) -> None:
     report = health.check(healthy.port, healthy.token)
     assert report.ok, report.to_dict()
     assert report.first_failure is None
-    assert [c.name for c in report.checks] == ["api", "auth", "extension", "cors"]
-    assert "0.0.7" in report.checks[2].detail
+    assert [c.name for c in report.checks] == ["api", "auth", "extension", "cors", "origins"]
+    assert "0.0.7" in report.checks[2].detail and "both Colab origins" in report.checks[2].detail
+    assert "colab.research.google.com and colab.google.com" in report.checks[3].detail
+    assert report.routes == ("websocket", "cors")
     assert report.url == f"http://localhost:{healthy.port}/?token=<hidden>"
     assert report.to_dict()["ok"] is True
     assert_token_hidden(report)
@@ -257,7 +265,7 @@ def test_wrong_token_fails_auth_and_stops_later_checks(healthy: Server) -> None:
     failure = report.first_failure
     assert failure is not None and failure.name == "auth"
     assert "token was refused" in failure.detail
-    assert [c.detail for c in report.checks[2:]] == ["not reached (auth failed)"] * 2
+    assert [c.detail for c in report.checks[2:]] == ["not reached (auth failed)"] * 3
     assert_token_hidden(report, wrong)
 
 
@@ -338,7 +346,7 @@ def test_nothing_listening_fails_fast_with_connection_refused() -> None:
     failure = report.first_failure
     assert failure is not None and failure.name == "api"
     assert "connection refused" in failure.detail
-    assert [c.ok for c in report.checks] == [False] * 4
+    assert [c.ok for c in report.checks] == [False] * 5
     assert_token_hidden(report)
 
 
@@ -408,3 +416,116 @@ def test_wait_healthy_succeeds_when_the_server_comes_up_late(
     assert not errors, errors
     assert report.ok, report.to_dict()
     assert_token_hidden(report)
+
+
+# --- Colab's two origins, and nothing else (DESIGN.md fact 11) --------------------------------
+
+# Pages that are not Colab: another site, look-alikes of Colab's hosts, plain http.
+FOREIGN_ORIGINS = (
+    "https://colab.google.com.evil.example",
+    "https://colab.research.google.com.evil.example",
+    "https://evilcolab.google.com",
+    "https://colab.googlecom",
+    "http://colab.research.google.com",
+    "https://evil.example",
+    "null",
+)
+
+
+@pytest.fixture(scope="module")
+def modern(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A Jupyter Server 2 (the modern stack) with the tool's flags and config."""
+    factory = JupyterFactory(tmp_path_factory.mktemp("modern"), stack="modern")
+    try:
+        yield factory.start()
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture(params=["classic", "modern"])
+def any_stack(request: pytest.FixtureRequest, healthy: Server) -> Server:
+    return healthy if request.param == "classic" else request.getfixturevalue("modern")
+
+
+def test_modern_server_passes_the_direct_route_checks(modern: Server) -> None:
+    report = health.check(modern.port, modern.token, routes=("cors",))
+    assert report.ok, report.to_dict()
+    assert [c.name for c in report.checks] == ["api", "auth", "cors", "origins"]
+    assert report.routes == ("cors",) and report.to_dict()["routes"] == ["cors"]
+    assert report.checks[0].detail.startswith("Jupyter 2.")  # jupyter_server's version
+    assert_token_hidden(report)
+
+
+def test_modern_server_runs_code_over_the_direct_route_from_both_origins(modern: Server) -> None:
+    for origin in jupyter.COLAB_ORIGINS:
+        colab = DirectClient(modern.port, modern.token, origin=origin)
+        kernel = colab.start_kernel()
+        try:
+            assert colab.execute(kernel, "print(6*7)").strip() == "42"
+        finally:
+            colab.shutdown_kernel(kernel)
+
+
+@pytest.mark.parametrize("origin", jupyter.COLAB_ORIGINS)
+def test_both_colab_origins_are_granted(any_stack: Server, origin: str) -> None:
+    colab = DirectClient(any_stack.port, any_stack.token, origin=origin)
+    for method, path in (("GET", "/api/kernels"), ("POST", "/api/kernels"),
+                         ("DELETE", f"/api/kernels/{uuid.uuid4()}")):
+        colab.preflight(method, path)  # raises if the browser would block it
+    status, headers, _ = colab.request("GET", "/api/status")
+    assert status == 200
+    assert headers["Access-Control-Allow-Origin"] == origin
+
+
+@pytest.mark.parametrize("origin", FOREIGN_ORIGINS)
+def test_other_origins_are_refused(any_stack: Server, origin: str) -> None:
+    """Neither the preflight nor the answer grants a page that is not Colab: its browser
+    blocks every request. (Where the extension runs, its websocket refuses them too.)"""
+    page = DirectClient(any_stack.port, any_stack.token, origin=origin)
+    status, headers, _ = page.raw("OPTIONS", "/api/kernels", {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization",
+        "Access-Control-Request-Private-Network": "true",
+    })
+    assert headers.get("Access-Control-Allow-Origin") is None, (status, dict(headers))
+    status, headers, _ = page.raw("GET", f"/api/kernels?token={any_stack.token}", {})
+    assert headers.get("Access-Control-Allow-Origin") is None, (status, dict(headers))
+    with pytest.raises(ColabError, match="Access-Control-Allow-Origin is None"):
+        page.request("GET", "/api/status")
+    if any_stack.stack == "classic":
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused, \
+                health.open_websocket("127.0.0.1", any_stack.port,
+                                      "/http_over_websocket/diagnose?min_version=0.0.7",
+                                      5.0, origin=origin):
+            pass
+        assert refused.value.status_code == 403
+
+
+def test_a_pattern_that_admits_look_alikes_fails_the_origins_check(
+    jupyter_factory: JupyterFactory,
+) -> None:
+    # Unanchored at the end, as a hand-written pattern often is.
+    loose = r"https://colab\.(research\.)?google\.com"
+
+    def loosen(config: dict[str, Any]) -> None:
+        config["NotebookApp"]["allow_origin_pat"] = loose
+
+    server = jupyter_factory.start(
+        edit_config=loosen, drop_flags=("--NotebookApp.allow_origin_pat",))
+    report = health.check(server.port, server.token)
+    failure = report.first_failure
+    assert failure is not None and failure.name == "origins", report.to_dict()
+    assert "colab.google.com.evil.example" in failure.detail
+    assert "any web site could drive this runtime" in failure.detail
+    assert_token_hidden(report)
+
+
+def test_allow_origin_from_a_user_config_is_overridden(jupyter_factory: JupyterFactory) -> None:
+    """allow_origin beats allow_origin_pat in Jupyter: a user's jupyter config with
+    allow_origin = '*' must not survive the tool's flags."""
+    def star(config: dict[str, Any]) -> None:
+        config["NotebookApp"]["allow_origin"] = "*"
+
+    server = jupyter_factory.start(edit_config=star)  # the flags still clear it
+    report = health.check(server.port, server.token)
+    assert report.ok, report.to_dict()

@@ -666,8 +666,9 @@ def test_env_existing_without_a_colab_stack_is_exit_6(
     assert result.returncode == ExitCode.REMOTE_SETUP, result
     errors = error_lines(result.stderr)
     assert len(errors) == 1, result.stderr
-    assert "can load jupyter_http_over_ws" in errors[0]
-    assert "notebook" in errors[0]  # the import that failed
+    assert "no Jupyter on the remote host can serve Colab" in errors[0]
+    # why neither stack can run there
+    assert "no classic notebook with jupyter_http_over_ws; no Jupyter Server 2" in errors[0]
     assert "env: managed" in result.stderr  # the hint
     assert "Traceback" not in result.stderr
     assert port_closed(port)

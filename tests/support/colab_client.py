@@ -16,9 +16,10 @@ Protocol (jupyter_http_over_ws 0.0.8, handlers.py):
 - Only the Origin is checked on the websocket handshakes themselves; the token
   matters through the auth URL.
 
-`DirectClient` is Colab's newer route (DESIGN.md facts 3 and 11): plain HTTP to the
-server with Colab's Origin and the token (`?token=`), and the kernel's own websocket
-`/api/kernels/<id>/channels?token=`. Both clients run code the same way.
+`DirectClient` is Colab's newer direct route (2025+), the only one a modern Jupyter
+Server serves: plain HTTP from the Colab origin with the token, a CORS preflight
+before anything a browser would preflight (checked the way a browser checks it),
+and the kernel's websocket opened straight at `/api/kernels/<id>/channels`.
 """
 
 from __future__ import annotations
@@ -45,11 +46,13 @@ class ColabError(Exception):
 
 
 class ColabClient:
-    def __init__(self, port: int, token: str, *, host: str = "127.0.0.1", timeout: float = 10.0):
+    def __init__(self, port: int, token: str, *, host: str = "127.0.0.1", timeout: float = 10.0,
+                 origin: str = jupyter.COLAB_ORIGIN):
         self.port = port
         self.token = token
         self.host = host
         self.timeout = timeout
+        self.origin = origin  # the page's origin, on every websocket handshake
         self._ids = itertools.count(1)
         self._stack = ExitStack()
         self._http_ws: websocket.WebSocket | None = None
@@ -62,7 +65,8 @@ class ColabClient:
         return "jupyter_http_over_ws_auth_url=" + urllib.parse.quote(auth_url, safe="")
 
     def _open(self, path: str, stack: ExitStack) -> websocket.WebSocket:
-        return stack.enter_context(health.open_websocket(self.host, self.port, path, self.timeout))
+        return stack.enter_context(
+            health.open_websocket(self.host, self.port, path, self.timeout, origin=self.origin))
 
     def __enter__(self) -> ColabClient:
         return self
@@ -143,11 +147,13 @@ class ColabClient:
             f"?session_id={self._session}&{self._auth_query()}"
         )
         with ExitStack() as stack:
-            return run_code(self._open(path, stack), self._session, code, deadline)
+            ws = self._open(path, stack)
+            return run_code(ws, self._session, code, deadline)
 
 
 def run_code(ws: websocket.WebSocket, session: str, code: str, deadline: float) -> str:
-    """Send `code` on a kernel's channels websocket; collect its stdout until idle."""
+    """Send one execute_request on a kernel channels websocket; return its stdout (and
+    the text of an execute_result, as a notebook cell would show it)."""
     msg_id = uuid.uuid4().hex
     ws.send(json.dumps(_execute_request(session, msg_id, code)))
     out: list[str] = []
@@ -196,20 +202,16 @@ def _execute_request(session: str, msg_id: str, code: str) -> dict[str, Any]:
     }
 
 
-def _remaining(deadline: float, what: str) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise ColabError(f"{what}: no answer before the deadline")
-    return left
-
-
 class DirectClient:
-    """Colab's direct route: HTTP with Colab's Origin and the token, no extension."""
+    """Colab's direct route: CORS requests from `origin` with the token, checked as a
+    browser checks them (a missing grant is a ColabError: the browser would block)."""
 
-    def __init__(self, port: int, token: str, *, host: str = "127.0.0.1", timeout: float = 10.0):
+    def __init__(self, port: int, token: str, *, host: str = "127.0.0.1",
+                 origin: str = jupyter.COLAB_ORIGIN, timeout: float = 10.0):
         self.port = port
         self.token = token
         self.host = host
+        self.origin = origin
         self.timeout = timeout
         self._session = uuid.uuid4().hex
 
@@ -219,27 +221,60 @@ class DirectClient:
     def __exit__(self, *exc: object) -> None:
         pass
 
-    def request(self, method: str, path: str,
-                body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
-        sep = "&" if "?" in path else "?"
+    def raw(self, method: str, path: str, headers: dict[str, str],
+            body: bytes | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
+        """One request from the page's origin, nothing checked."""
         conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
-            headers = {"Host": f"localhost:{self.port}", "Origin": jupyter.COLAB_ORIGIN}
-            if body is not None:
-                headers["Content-Type"] = "application/json"
-            conn.request(method, f"{path}{sep}token={self.token}", body=body, headers=headers)
+            conn.request(method, path, body=body, headers={
+                "Host": f"localhost:{self.port}", "Origin": self.origin, **headers})
             resp = conn.getresponse()
-            return resp.status, dict(resp.getheaders()), resp.read()
+            return resp.status, resp.headers, resp.read()
         finally:
             conn.close()
 
+    def _granted(self, headers: http.client.HTTPMessage, what: str) -> None:
+        allowed = headers.get("Access-Control-Allow-Origin")
+        if allowed != self.origin:
+            raise ColabError(f"{what}: Access-Control-Allow-Origin is {allowed!r}, "
+                             f"not {self.origin}: the browser blocks it")
+        if (headers.get("Access-Control-Allow-Credentials") or "").lower() != "true":
+            raise ColabError(f"{what}: no Access-Control-Allow-Credentials: the browser "
+                             "blocks it")
+
+    def preflight(self, method: str, path: str) -> http.client.HTTPMessage:
+        """The browser's OPTIONS before a request with the Authorization header."""
+        status, headers, _ = self.raw("OPTIONS", path, {
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": "authorization,content-type",
+            "Access-Control-Request-Private-Network": "true",
+        })
+        what = f"preflight of {method} {path} from {self.origin}"
+        if not 200 <= status < 300:
+            raise ColabError(f"{what} answered {status}")
+        self._granted(headers, what)
+        if (headers.get("Access-Control-Allow-Private-Network") or "").lower() != "true":
+            raise ColabError(f"{what}: no Access-Control-Allow-Private-Network")
+        methods = (headers.get("Access-Control-Allow-Methods") or "").upper()
+        if method not in [m.strip() for m in methods.split(",")]:
+            raise ColabError(f"{what}: {method} is not among the allowed methods {methods!r}")
+        return headers
+
+    def request(self, method: str, path: str,
+                body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+        """One request as the Colab page sends it: preflighted, with the token."""
+        self.preflight(method, path)
+        headers = {"Authorization": f"token {self.token}"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        status, answer, data = self.raw(method, path, headers, body)
+        self._granted(answer, f"{method} {path} from {self.origin}")
+        return status, dict(answer.items()), data
+
     def start_kernel(self, name: str = "python3") -> str:
-        status, headers, body = self.request("POST", "/api/kernels",
-                                             json.dumps({"name": name}).encode())
+        status, _, body = self.request("POST", "/api/kernels", json.dumps({"name": name}).encode())
         if status != 201:
             raise ColabError(f"POST /api/kernels answered {status}: {body[:200]!r}")
-        if headers.get("Access-Control-Allow-Origin") != jupyter.COLAB_ORIGIN:
-            raise ColabError(f"no CORS answer for Colab's origin: {headers}")
         return str(json.loads(body)["id"])
 
     def shutdown_kernel(self, kernel_id: str) -> None:
@@ -248,8 +283,17 @@ class DirectClient:
             raise ColabError(f"DELETE /api/kernels/{kernel_id} answered {status}: {body[:200]!r}")
 
     def execute(self, kernel_id: str, code: str, timeout: float = 30) -> str:
+        """Run `code` over the kernel's own websocket, opened from the Colab origin."""
         deadline = time.monotonic() + timeout
         path = (f"/api/kernels/{kernel_id}/channels?session_id={self._session}"
                 f"&token={self.token}")
-        with health.open_websocket(self.host, self.port, path, self.timeout) as ws:
+        with health.open_websocket(self.host, self.port, path, self.timeout,
+                                   origin=self.origin) as ws:
             return run_code(ws, self._session, code, deadline)
+
+
+def _remaining(deadline: float, what: str) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise ColabError(f"{what}: no answer before the deadline")
+    return left

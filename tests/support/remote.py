@@ -52,7 +52,7 @@ def remote_servers(box: Sandbox, port: int) -> list[int]:
     return [
         pid for pid in (
             int(line.split(None, 1)[0]) for line in ps.stdout.splitlines()
-            if "notebook" in line and f"--port={port}" in line
+            if ("notebook" in line or "jupyter-server" in line) and f"--port={port}" in line
         )
         if pid in ours and alive(pid)
     ]

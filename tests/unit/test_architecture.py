@@ -25,10 +25,10 @@ PACKAGE = REPO_ROOT / "remote_runtime"
 LAYERS: list[set[str]] = [
     # foundations ("" is the package's own __init__: its version)
     {"", "errors", "options", "paths", "redact", "procs", "lifecycle"},
-    {"jupyter", "profiles"},  # what a runtime is, as data
+    {"jupyter", "stacks", "profiles"},  # what a runtime is, as data
     {"ssh"},  # one connection
     {"forward", "health", "providers", "server_api", "activity", "bootstrap"},  # over/to one
-    {"ports", "remote", "kernel", "heartbeat", "state", "stops"},  # the parts of a runtime
+    {"ports", "remote", "provision", "kernel", "heartbeat", "state", "stops"},  # runtime parts
     {"runtime"},  # the orchestration
     {"command", "supervisor", "control", "notebooks"},  # runtimes in use, across processes
     {"api"},  # the Python API

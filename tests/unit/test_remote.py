@@ -76,7 +76,11 @@ def sh(command: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[
 # --- the token ---------------------------------------------------------------------------------
 
 
-def test_server_argv_has_no_token_and_the_colab_flags() -> None:
+@pytest.mark.parametrize(("stack", "section", "command"), [
+    ("classic", "NotebookApp", "notebook"), ("modern", "ServerApp", "server")])
+def test_server_argv_has_no_token_and_the_colab_flags(
+    stack: str, section: str, command: str
+) -> None:
     argv = jupyter.server_argv(
         ["/env/bin/jupyter"],
         port=8888,
@@ -84,21 +88,25 @@ def test_server_argv_has_no_token_and_the_colab_flags() -> None:
         config_file="/c.py",
         notebook_dir="/nb",
         allow_root=True,
+        stack=stack,
     )
     assert not [a for a in argv if "token" in a.lower()]
-    assert argv[:2] == ["/env/bin/jupyter", "notebook"]
+    assert argv[:2] == ["/env/bin/jupyter", command]
     for flag in (
         "--port=8888",
         "--ip=127.0.0.1",
-        "--NotebookApp.port_retries=0",
-        f"--NotebookApp.allow_origin={jupyter.COLAB_ORIGIN}",
-        "--NotebookApp.allow_credentials=True",
+        f"--{section}.port_retries=0",
+        # allow_origin would win over the pattern: it is cleared, whatever a config says
+        f"--{section}.allow_origin=",
+        f"--{section}.allow_origin_pat={jupyter.ALLOW_ORIGIN_PAT}",
+        f"--{section}.allow_credentials=True",
         "--no-browser",
         "--allow-root",
     ):
         assert flag in argv
     plain = jupyter.server_argv(
-        ["j"], port=1, bind_host="::1", config_file="c", notebook_dir="n", allow_root=False
+        ["j"], port=1, bind_host="::1", config_file="c", notebook_dir="n", allow_root=False,
+        stack=stack,
     )
     assert "--allow-root" not in plain
 
@@ -302,7 +310,7 @@ def test_probe_through_ssh(session: ssh.Session) -> None:
     assert probe.uid == os.getuid() and probe.is_root == (os.getuid() == 0)
     assert probe.version == sys.version_info[:2]
     assert probe.candidates == []  # env: managed does not look for an existing stack
-    assert probe.managed is None  # nothing built in this isolated cache
+    assert probe.other_pythons == []  # only looked for when this Python is too old
 
 
 FAKE_SERVER = """\

@@ -126,6 +126,7 @@ def test_defaults_and_port_flag(tmp_path: Path) -> None:
     assert plain.target == "h"
     assert plain.jupyter.port == profiles.DEFAULT_JUPYTER_PORT == 8888
     assert plain.jupyter.env == "auto" and plain.jupyter.bind_host == "127.0.0.1"
+    assert plain.jupyter.stack == "auto"
     # Only a port written in the file makes a taken port an error.
     assert plain.jupyter.port_explicit is False
     assert loaded.get("nulled").jupyter.port_explicit is False
@@ -308,6 +309,12 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
             3,
             "key 'jupyter.env'",
             "must be one of auto, existing, managed",
+        ),
+        (
+            "ssh: {host: h}\njupyter: {stack: newest}\n",
+            3,
+            "key 'jupyter.stack'",
+            "must be one of auto, classic, modern",
         ),
         (
             "ssh: {host: h}\njupyter: {bind_host: 0.0.0.0}\n",
