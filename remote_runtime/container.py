@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import colab_image
+from .bootstrap import run_agent, start_agent
 from .errors import RemoteSetupError, SSHError
-from .options import Progress, Step
+from .options import Progress
 from .profiles import JupyterSettings
-from .remote import RemoteHost, ServerHandle, agent_command
+from .remote import RemoteHost, ServerHandle, agent_answer, follow_steps
 
 PULL_SILENCE = 900.0  # seconds without a word from `docker pull` before giving up
 SIZE_TIMEOUT = 60.0
@@ -88,17 +89,9 @@ def unusable(answer: dict[str, Any], user: str) -> RemoteSetupError:
 
 def _agent(host: RemoteHost, *args: str, stdin: dict[str, Any] | None = None,
            timeout: float = 90.0) -> dict[str, Any]:
-    result = host.session.run(agent_command(host.settings.python, *args),
-                              stdin=json.dumps(stdin or {}) + "\n", timeout=timeout)
-    for line in reversed(result.stdout.strip().splitlines()):
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
-    raise RemoteSetupError(f"unexpected answer from the remote agent ({args[0]})",
-                           details=(result.stderr or result.stdout).strip()[-800:] or None)
+    result = run_agent(host.session, host.settings.python, *args,
+                       stdin=json.dumps(stdin or {}) + "\n", timeout=timeout)
+    return agent_answer(result.stdout, args[0])
 
 
 def probe_docker(host: RemoteHost, images: list[str]) -> DockerHost:
@@ -188,32 +181,23 @@ def ensure_image(host: RemoteHost, docker: DockerHost, chosen: Plan,
 def _pull(host: RemoteHost, chosen: Plan, layers: dict[str, int] | None,
           progress: Progress) -> None:
     task = f"pulling {chosen.image.rsplit('/', 1)[-1]} (MB)"
-    process = host.session.start(agent_command(host.settings.python, "docker-pull"))
+    process = start_agent(host.session, host.settings.python, "docker-pull")
+    stopped = f"pulling {chosen.image} stopped unexpectedly"
     try:
         process.write_line(json.dumps({"docker": chosen.docker, "image": chosen.image,
                                        "task": task, "layers": layers}))
-        while True:
-            line = process.read_line(timeout=PULL_SILENCE)
-            if line is None:
-                raise RemoteSetupError(f"pulling {chosen.image} stopped unexpectedly",
-                                       details=process.read_stderr()[-800:] or None)
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue
-            if "step" in message:
-                step = message["step"]
-                progress(Step(str(step["task"]), int(step["done"]), int(step["total"]),
-                              str(step.get("detail", ""))))
-            elif "error" in message:
+        for message in follow_steps(process, progress, silence=PULL_SILENCE,
+                                    stopped=stopped):
+            if "error" in message:
                 raise RemoteSetupError(
                     f"pulling {chosen.image} failed: {message['error']}",
                     hint="check that the remote host can reach the registry (docker pull "
                     "honours the daemon's proxy settings); jupyter.image_mirror picks "
                     "another of Colab's registries",
                     details=str(message.get("log", ""))[-1500:] or None)
-            elif message.get("ok"):
+            if message.get("ok"):
                 return
+        raise RemoteSetupError(stopped)  # follow_steps ends only by raising
     finally:
         process.close()
 

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import container, stacks
+from .bootstrap import start_agent
 from .errors import RemoteSetupError
-from .options import Progress, Step
-from .remote import Probe, RemoteHost, agent_command
+from .options import Progress
+from .remote import Probe, RemoteHost, follow_steps
 
 INSTALL_TIMEOUT = 900.0  # seconds without a word from the build
+BUILD_STOPPED = "the managed environment build stopped unexpectedly"
 
 
 @dataclass(frozen=True)
@@ -99,23 +101,12 @@ def _ensure_managed(host: RemoteHost, probe: Probe, progress: Progress) -> Serve
         config.update(bootstrap=bootstrap, lock=rest, count=len(choice.lock.pins) - 1)
     else:
         config.update(requirements=stacks.requirements(choice.stack, choice.python))
-    process = host.session.start(agent_command(host.settings.python, "ensure-managed"))
+    process = start_agent(host.session, host.settings.python, "ensure-managed")
     try:
         process.write_line(json.dumps(config))
-        while True:
-            line = process.read_line(timeout=INSTALL_TIMEOUT)
-            if line is None:
-                raise RemoteSetupError("the managed environment build stopped unexpectedly",
-                                       details=process.read_stderr()[-800:] or None)
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue
-            if "step" in message:
-                step = message["step"]
-                progress(Step(str(step["task"]), int(step["done"]), int(step["total"]),
-                              str(step.get("detail", ""))))
-            elif message.get("building"):
+        for message in follow_steps(process, progress, silence=INSTALL_TIMEOUT,
+                                    stopped=BUILD_STOPPED):
+            if message.get("building"):
                 progress(f"building it on the remote host ({_where(probe, choice)})")
             elif "error" in message:
                 raise RemoteSetupError(
@@ -126,6 +117,7 @@ def _ensure_managed(host: RemoteHost, probe: Probe, progress: Progress) -> Serve
                 )
             elif message.get("ok"):
                 return ServerStack([str(message["jupyter"])], choice.stack, "managed")
+        raise RemoteSetupError(BUILD_STOPPED)  # follow_steps ends only by raising
     finally:
         process.close()
 

@@ -26,6 +26,7 @@ from . import (
     container,
     health,
     jupyter,
+    kernel,
     ports,
     procs,
     providers,
@@ -79,6 +80,7 @@ class RuntimeInfo:
     stack: str = "classic"  # the server stack (remote_runtime.stacks)
     routes: tuple[str, ...] = ("websocket", "cors")  # the Colab routes it serves
     remote_port: int = 0  # where the server listens on the remote (0: `port`)
+    kernel: str = ""  # the Python the default kernel runs on the remote
 
     @property
     def url(self) -> str:
@@ -95,6 +97,7 @@ class RuntimeInfo:
             "run_id": self.run_id,
             "server_pid": self.server_pid,
             "jupyter": self.jupyter,
+            "kernel": self.kernel,
             "since": self.since,
             "pid": os.getpid(),
             "health": self.health.to_dict(),
@@ -137,6 +140,7 @@ class Runtime(Resource):
         self.remote: RemoteHost | None = None
         self.forwarder: Forwarder | None = None
         self.server: ServerHandle | None = None
+        self.kernel: kernel.KernelChoice | None = None
         self.info: RuntimeInfo | None = None
         self._record: state.Record | None = None
         self._undo = UndoStack()
@@ -235,6 +239,13 @@ class Runtime(Resource):
         image = self.profile.jupyter.stack == colab_image.STACK
         probe = self.remote.probe(ports.candidates(wanted, explicit and not image))
         server_stack = provision.ensure_stack(self.remote, probe, self.progress)
+        assert self.session is not None
+        if image:  # the image's own Python runs its kernels (profiles check: no kernel:)
+            return probe, server_stack, wanted, explicit
+        self.kernel = kernel.prepare(
+            self.session, self.profile.kernel, agent_python=self.profile.jupyter.python,
+            workdir=self.profile.jupyter.workdir, confirm=kernel.asking(self.prompter),
+            progress=self.progress)
         return probe, server_stack, wanted, explicit
 
     def _start_server(self, probe: Probe, port: int, server_stack: ServerStack) -> None:
@@ -252,6 +263,7 @@ class Runtime(Resource):
             on_disconnect=self.on_disconnect,
             idle_stop_seconds=self.profile.idle_stop_seconds,
             stack=server_stack.stack,
+            kernel=self.kernel.to_agent() if self.kernel is not None else None,
         )
         self._undo.push(self._stop_server)
 
@@ -331,6 +343,7 @@ class Runtime(Resource):
             stack=server_stack.stack,
             routes=routes,
             remote_port=remote_port,
+            kernel=self.kernel.python if self.kernel is not None else "",
         )
         record = self._record
         record.port, record.token, record.run_id = port, self._token, self.server.run_id

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what remote-runtime and its tests need on a fresh Debian/Ubuntu machine:
 # OpenSSH's server (the tests' and the demo's "remote host"), iproute2 (network
-# namespaces), Docker's engine and debootstrap (the colab-image stack's tests) and the
-# Python package with its test extras. Safe to re-run.
+# namespaces), the login shells the tests play (zsh, tcsh, fish), Docker's engine and
+# debootstrap (the colab-image stack's tests) and the Python package with its test
+# extras. Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,10 @@ command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] || need_apt+=(doc
 command -v docker >/dev/null 2>&1 || need_apt+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)
 command -v nsenter >/dev/null 2>&1 || need_apt+=(util-linux)
+# Remote login shells the tests play: zsh, csh/tcsh and fish (agent calls must work in each).
+command -v zsh >/dev/null 2>&1 || need_apt+=(zsh)
+command -v tcsh >/dev/null 2>&1 || need_apt+=(tcsh)
+command -v fish >/dev/null 2>&1 || need_apt+=(fish)
 # The remote side builds its managed env with `python3 -m venv`.
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 /usr/bin/python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)

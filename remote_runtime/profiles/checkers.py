@@ -146,3 +146,20 @@ def _image(value: Any) -> str:
         raise ValueError(f"must be auto or a Docker image reference "
                          f"(REGISTRY/PATH[:TAG][@sha256:DIGEST]), not {text!r}")
     return text
+
+
+def _shell_lines(value: Any) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(
+            isinstance(item, str) and item.strip() for item in items):
+        raise ValueError("must be a list of shell lines (non-empty strings)")
+    if any("\0" in item for item in items):
+        raise ValueError("must not contain NUL characters")
+    return tuple(items)
+
+
+def _ask_yes_no(value: Any) -> str:
+    # YAML reads a bare yes/no as a boolean.
+    if value is True or value is False:
+        return "yes" if value else "no"
+    return str(_choice("ask", "yes", "no")(value))

@@ -17,6 +17,7 @@ from ..errors import ProfileError
 from ..stacks import COLAB_IMAGE, STACK_CHOICES
 from .checkers import (
     Checker,
+    _ask_yes_no,
     _bool,
     _choice,
     _image,
@@ -24,6 +25,7 @@ from .checkers import (
     _loopback,
     _path,
     _port,
+    _shell_lines,
     _str,
     _url,
 )
@@ -95,6 +97,15 @@ class JupyterSettings:
 
 
 @dataclass(frozen=True)
+class KernelSettings:
+    """The kernel Colab starts: which remote Python, prepared how."""
+
+    python: str = "auto"  # auto, or a remote path (~ is the remote home)
+    setup: tuple[str, ...] = ()  # shell lines run by a POSIX sh before the kernel starts
+    install_ipykernel: str = "ask"  # ask | yes | no, when that Python lacks ipykernel
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str  # the runtime's name: the profile's, or PROFILE-SUFFIX for a {run} template
     source: Path
@@ -102,6 +113,7 @@ class Profile:
     ssh: SSHSettings | None = None
     gce: GCESettings | None = None
     base: str = ""  # the template profile this runtime was made from ({run}), else ""
+    kernel: KernelSettings = field(default_factory=KernelSettings)
 
     @property
     def kind(self) -> str:
@@ -234,4 +246,23 @@ def jupyter_cross_check(values: dict[str, object]) -> list[tuple[str, str]]:
             problems.append(("workdir", f"cannot be mounted into the container at /content "
                              f"(':' or ',' in {workdir!r})"))
     return problems
-PROFILE_KEYS = ("ssh", "gce", "jupyter", "description")
+
+
+def kernel_cross_check(jupyter: dict[str, object], kernel: dict[str, object]
+                       ) -> list[tuple[str, str]]:
+    """(key, reason) for kernel values the jupyter section's stack cannot honour: Colab's
+    image runs its kernels on its own Python, with hosted Colab's packages, so a kernel
+    section asks for something that would silently not happen."""
+    if jupyter.get("stack") != COLAB_IMAGE:
+        return []
+    return [(key, f"does not apply to stack: {COLAB_IMAGE} (the image's own Python runs "
+             "the kernels): remove the kernel section, or use another stack for your own "
+             "Python") for key in kernel]
+
+
+KERNEL_SCHEMA: dict[str, tuple[Checker, bool]] = {
+    "python": (_str, False),
+    "setup": (_shell_lines, False),
+    "install_ipykernel": (_ask_yes_no, False),
+}
+PROFILE_KEYS = ("ssh", "gce", "jupyter", "kernel", "description")

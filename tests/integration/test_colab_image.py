@@ -43,6 +43,16 @@ StartUp = Callable[..., UpProcess]
 IMAGE_PORT = colab_image.PRINTED_PORT  # 9000
 
 
+def image_body(box: Sandbox, name: str, jupyter_settings: dict[str, Any]) -> dict[str, Any]:
+    """A sandbox profile body for the colab-image stack: without the sandbox's managed
+    env and its kernel Python, which do not apply to it (profiles check says so)."""
+    body = sandbox_profile(box, name, port=None, jupyter={"stack": "colab-image",
+                                                          **jupyter_settings})
+    body["jupyter"].pop("env")
+    body.pop("kernel")
+    return body
+
+
 def image_profile(dock: DockerBox, tmp_path: Path, name: str = "colab", *,
                   jupyter_settings: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """A profiles file with one colab-image profile for the Docker sandbox, its workdir
@@ -50,10 +60,8 @@ def image_profile(dock: DockerBox, tmp_path: Path, name: str = "colab", *,
     workdir = tmp_path / "remote-work"
     workdir.mkdir()
     (workdir / "data.txt").write_text("the VM's data\n")
-    body = sandbox_profile(dock.box, name, port=None, jupyter={
-        "stack": "colab-image", "image": dock.image, "workdir": str(workdir),
-        **(jupyter_settings or {})})
-    body["jupyter"].pop("env")  # managed: not for this stack (profiles check says so)
+    body = image_body(dock.box, name, {"image": dock.image, "workdir": str(workdir),
+                                       **(jupyter_settings or {})})
     profiles = write_profiles(tmp_path / "profiles.yaml", {name: body})
     if dock.teardown is not None:
         dock.teardown.add(profiles)
@@ -283,9 +291,7 @@ def test_docker_not_usable_is_one_line_with_the_fix(
     no_docker_host: Sandbox, tmp_path: Path, isolated: Isolated,
 ) -> None:
     box = no_docker_host
-    body = sandbox_profile(box, "colab", port=None, jupyter={"stack": "colab-image"})
-    body["jupyter"].pop("env")
-    profiles = write_profiles(tmp_path / "profiles.yaml", {"colab": body})
+    profiles = write_profiles(tmp_path / "profiles.yaml", {"colab": image_body(box, "colab", {})})
     result = cli(profiles, "up", "colab")
     line = assert_one_error_line(result, ExitCode.REMOTE_SETUP,
                                  "the Docker daemon is not running on the remote host")
@@ -310,9 +316,7 @@ def test_too_little_disk_for_the_image_is_one_line_before_any_pull(
     """Colab's own image (its registry unreachable from here, so its documented size
     counts) on a host with 64 MB free: one line saying how much is needed, exit 6."""
     box = small_disk_host.box
-    body = sandbox_profile(box, "colab", port=None, jupyter={"stack": "colab-image"})
-    body["jupyter"].pop("env")
-    profiles = write_profiles(tmp_path / "profiles.yaml", {"colab": body})
+    profiles = write_profiles(tmp_path / "profiles.yaml", {"colab": image_body(box, "colab", {})})
     result = cli(profiles, "up", "colab")
     line = assert_one_error_line(result, ExitCode.REMOTE_SETUP,
                                  "pulling us-docker.pkg.dev/colab-images/public/cpu-runtime "

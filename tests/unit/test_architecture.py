@@ -27,8 +27,9 @@ LAYERS: list[set[str]] = [
     {"", "errors", "options", "paths", "redact", "procs", "lifecycle"},
     {"jupyter", "stacks", "colab_image", "profiles"},  # what a runtime is, as data
     {"ssh"},  # one connection
-    {"forward", "health", "providers", "server_api", "activity"},  # over a connection; to one
-    {"ports", "remote", "container", "provision", "heartbeat", "state", "stops"},  # its parts
+    {"forward", "health", "providers", "server_api", "activity", "bootstrap"},  # over/to one
+    {"ports", "remote", "container", "provision", "kernel", "heartbeat", "state",
+     "stops"},  # a runtime's parts
     {"runtime"},  # the orchestration
     {"command", "supervisor", "control", "notebooks"},  # runtimes in use, across processes
     {"api"},  # the Python API

@@ -72,3 +72,22 @@ def test_problems_name_the_key(tmp_path: Path, jupyter: str, line: int, key: str
 def test_env_auto_is_harmless(tmp_path: Path) -> None:
     _path, problems, _loaded = check(tmp_path, "stack: colab-image\nenv: auto\n")
     assert problems == []
+
+
+def test_a_kernel_section_is_refused_with_the_image(tmp_path: Path) -> None:
+    """Colab's image runs its kernels on its own Python: a kernel section asking for
+    another would silently not happen, so each of its keys is a problem."""
+    path = tmp_path / "profiles.yaml"
+    path.write_text("profiles:\n  box:\n    ssh: {host: h}\n    jupyter: {stack: colab-image}\n"
+                    "    kernel:\n      python: /opt/conda/bin/python\n"
+                    "      install_ipykernel: yes\n")
+    _loaded, problems = profiles.validate(path)
+    assert [p.split(": ", 1)[0] for p in problems] == [f"{path} line 6", f"{path} line 7"]
+    assert problems[0].endswith(
+        "profile 'box' key 'kernel.python': does not apply to stack: colab-image (the image's "
+        "own Python runs the kernels): remove the kernel section, or use another stack for "
+        "your own Python")
+    assert "key 'kernel.install_ipykernel'" in problems[1]
+    path.write_text("profiles:\n  box:\n    ssh: {host: h}\n    jupyter: {stack: classic}\n"
+                    "    kernel: {python: /opt/conda/bin/python}\n")
+    assert profiles.validate(path)[1] == []
