@@ -158,7 +158,7 @@ def ensure_image(host: RemoteHost, docker: DockerHost, chosen: Plan,
     if docker.present(image):
         progress(f"using {image}, already on the remote host")
         return
-    size = _agent(host, "image-size", image, timeout=SIZE_TIMEOUT)
+    size = _agent(host, "image-size", image, colab_image.PLATFORM, timeout=SIZE_TIMEOUT)
     download = size.get("download_bytes")
     layers = size.get("layers") if isinstance(size.get("layers"), dict) else None
     needed = colab_image.needed_bytes(None if download is None else int(download))

@@ -4,7 +4,8 @@
   docker-probe       (stdin: JSON) is Docker usable, directly or through `sudo -n`; GPU
                      support; Docker's data root and its free space; which of the given
                      images are present; removes containers of ours whose run has ended
-  image-size REF     the image's download size, from its registry (anonymous pull token)
+  image-size REF [OS/ARCH]  the image's download size for that platform, from its
+                     registry (anonymous pull token)
   docker-pull        (stdin: JSON) `docker pull` under a pseudo-terminal, its progress
                      relayed as counted steps (MB)
   container-url RUN  (stdin: JSON) wait for the URL the container prints in its log
@@ -301,8 +302,10 @@ def image_size(reference, platform=("linux", "amd64")):
 
 
 def cmd_image_size(args):
+    """image-size REF [OS/ARCH]: the platform the image is for (colab_image.PLATFORM)."""
+    platform = tuple(args[1].split("/", 1)) if len(args) > 1 else ("linux", "amd64")
     try:
-        emit(image_size(args[0]))
+        emit(image_size(args[0], platform))
     except (TimeoutError, OSError, ValueError, KeyError, urllib.error.URLError) as exc:
         emit({"error": str(exc)[:300] or type(exc).__name__})
     return 0

@@ -195,11 +195,12 @@ def standin_image() -> colab_standin.StandinImage:
     return colab_standin.image()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def docker_box(tmp_path_factory: pytest.TempPathFactory,
                standin_image: colab_standin.StandinImage) -> Iterator[DockerBox]:
     """A sandbox host with its own Docker engine (nothing pulled yet) and a registry on
-    its loopback serving the stand-in under the name of Colab's image."""
+    its loopback serving the stand-in under the name of Colab's image; per module, so
+    the engine does not idle through the rest of the suite."""
     workdir = tmp_path_factory.mktemp("docker-sandbox")
     with Sandbox(workdir, mode="netns", remote_cache_dir=SANDBOX_REMOTE_CACHE,
                  docker=True) as box:

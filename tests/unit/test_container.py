@@ -128,7 +128,7 @@ def test_too_little_disk_is_refused_before_any_pull() -> None:
                        "the remote host, which has 20.0 GB (its layers are 10.0 GB to "
                        "download)")
     assert info.value.hint is not None and "docker system prune" in info.value.hint
-    assert host.asked == [("image-size", CPU_IMAGE)]  # no docker-pull
+    assert host.asked == [("image-size", CPU_IMAGE, "linux/amd64")]  # no docker-pull
 
 
 @pytest.mark.usefixtures("agent")
