@@ -30,7 +30,7 @@ LAYERS: list[set[str]] = [
     {"forward", "health", "providers", "server_api", "activity", "bootstrap"},  # over/to one
     {"ports", "remote", "provision", "kernel", "heartbeat", "state", "stops"},  # runtime parts
     {"runtime"},  # the orchestration
-    {"command", "supervisor", "control", "notebooks"},  # runtimes in use, across processes
+    {"command", "supervisor", "detach", "control", "teardown", "notebooks"},  # runtimes in use
     {"api"},  # the Python API
     {"cli"},  # the command line
 ]
