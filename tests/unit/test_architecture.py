@@ -31,7 +31,7 @@ LAYERS: list[set[str]] = [
     {"ports", "remote", "container", "provision", "kernel", "heartbeat", "state",
      "stops"},  # a runtime's parts
     {"runtime"},  # the orchestration
-    {"command", "supervisor", "control", "notebooks"},  # runtimes in use, across processes
+    {"command", "supervisor", "detach", "control", "teardown", "notebooks"},  # runtimes in use
     {"api"},  # the Python API
     {"cli"},  # the command line
 ]
