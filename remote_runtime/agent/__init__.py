@@ -18,6 +18,7 @@ standard library. Every answer is one JSON line.
 Modules: `common` (helpers), `stack` (probe: which Jupyter and Python are there),
 `build` (the managed env, from a lock), `server` (monitor, lease, stop, logs),
 `idle` (idle shutdown: activity probe and the watcher that powers the VM off),
-`container` (Docker for Colab's runtime image: usable?, disk, pull, the printed URL),
+`container` (Docker for Colab's runtime image: usable?, disk, the printed URL),
+`registry` (its size from the registry), `pull` (docker pull with progress),
 `main` (command table).
 """

@@ -4,9 +4,11 @@
 
 from .build import cmd_ensure_managed
 from .common import emit
-from .container import cmd_container_url, cmd_docker_probe, cmd_docker_pull, cmd_image_size
+from .container import cmd_container_url, cmd_docker_probe
 from .kernel import cmd_kernel
 from .private import Refusal
+from .pull import cmd_docker_pull
+from .registry import cmd_image_size
 from .server import cmd_attach, cmd_logs, cmd_start, cmd_status, cmd_stop
 from .stack import cmd_probe
 

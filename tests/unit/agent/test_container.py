@@ -1,6 +1,7 @@
-"""The agent's Docker half, run here on this machine's Python: image references as
-Docker reads them, the registry's answer for an image's size (against the test
-registry, in-process, with its bearer-token challenge), `docker pull`'s terminal output
+"""The agent's Docker half (container, registry, pull), run here on this machine's
+Python: image references as Docker reads them, the registry's answer for an image's size
+(against the test registry, in-process, with its bearer-token challenge), `docker pull`'s
+terminal output
 as progress, and what a failed `docker version` means."""
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 import pytest
 from support import registry
 
-from remote_runtime.agent import container
+from remote_runtime.agent import container, pull
+from remote_runtime.agent import registry as agent_registry
 
 
 @pytest.mark.parametrize(("reference", "expected"), [
@@ -31,14 +33,14 @@ from remote_runtime.agent import container
     ("docker.io/library/debian:13", ("registry-1.docker.io", "library/debian", "13")),
 ])
 def test_parse_reference(reference: str, expected: tuple[str, str, str]) -> None:
-    assert container.parse_reference(reference) == expected
+    assert agent_registry.parse_reference(reference) == expected
 
 
 def test_only_a_loopback_registry_is_spoken_to_in_plain_http() -> None:
-    assert container.loopback("127.0.0.1:25000") and container.loopback("localhost")
-    assert container.loopback("[::1]:5000")
-    assert not container.loopback("us-docker.pkg.dev")
-    assert container.Registry("us-docker.pkg.dev", "p").base == "https://us-docker.pkg.dev"
+    assert agent_registry.loopback("127.0.0.1:25000") and agent_registry.loopback("localhost")
+    assert agent_registry.loopback("[::1]:5000")
+    assert not agent_registry.loopback("us-docker.pkg.dev")
+    assert agent_registry.Registry("us-docker.pkg.dev", "p").base == "https://us-docker.pkg.dev"
 
 
 @pytest.fixture
@@ -66,21 +68,21 @@ def test_image_size_follows_the_token_challenge_and_picks_amd64(
     test_registry: tuple[int, registry.Content],
 ) -> None:
     port, content = test_registry
-    size = container.image_size(f"127.0.0.1:{port}/colab-images/public/runtime:any")
+    size = agent_registry.image_size(f"127.0.0.1:{port}/colab-images/public/runtime:any")
     assert size["download_bytes"] == content.download_bytes
     [(short, layer_bytes)] = size["layers"].items()
     assert len(short) == 12 and layer_bytes == content.layer.stat().st_size
-    missing = container.image_size(f"127.0.0.1:{port}/x:y", platform=("linux", "riscv64"))
+    missing = agent_registry.image_size(f"127.0.0.1:{port}/x:y", platform=("linux", "riscv64"))
     assert missing == {"error": "the image has no linux/riscv64 variant"}
 
 
 def test_a_token_realm_that_is_not_http_is_refused() -> None:
     with pytest.raises(ValueError, match="non-HTTP URL"):
-        container.Registry("127.0.0.1:1", "p").open("file:///etc/passwd", {})
+        agent_registry.Registry("127.0.0.1:1", "p").open("file:///etc/passwd", {})
 
 
 def test_pull_progress_from_dockers_terminal_lines() -> None:
-    progress = container.PullProgress({"aaaaaaaaaaaa": 50 * 10**6})
+    progress = pull.PullProgress({"aaaaaaaaaaaa": 50 * 10**6})
     lines = [
         "release: Pulling from colab-images/public/runtime",
         "aaaaaaaaaaaa: Pulling fs layer",
@@ -101,10 +103,10 @@ def test_pull_progress_from_dockers_terminal_lines() -> None:
 
 
 def test_parse_size() -> None:
-    assert container.parse_size("1.5GB") == 1.5 * 10**9
-    assert container.parse_size("512B") == 512
-    assert container.parse_size("12 kB") == 12_000
-    assert container.parse_size("lots") is None
+    assert pull.parse_size("1.5GB") == 1.5 * 10**9
+    assert pull.parse_size("512B") == 512
+    assert pull.parse_size("12 kB") == 12_000
+    assert pull.parse_size("lots") is None
 
 
 @pytest.mark.parametrize(("stderr", "reason"), [
