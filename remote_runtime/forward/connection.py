@@ -39,6 +39,7 @@ from paramiko.common import (
 from paramiko.message import Message
 
 from .hooks import TransportHooks, mark_closed
+from .packets import channel_data
 from .server_side import SEND_ERRORS, ServerSide
 
 # Client reads per wake-up before the loop turns to other connections.
@@ -241,11 +242,7 @@ class Connection(ServerSide):
                 if fits:
                     channel.out_window_size -= len(data)
             if fits:
-                message = Message()
-                message.add_byte(cMSG_CHANNEL_DATA)
-                message.add_int(channel.remote_chanid)
-                message.add_string(data)
-                return self._send(message)
+                return self._send(self._data_message(channel.remote_chanid, data))
         return self._send_data_in_packets(data, now)
 
     def _send_data_in_packets(self, data: bytes, now: bool) -> bool:
@@ -258,10 +255,8 @@ class Connection(ServerSide):
                     return False
                 size = min(len(view), channel.out_window_size, channel.out_max_packet_size - 64)
                 channel.out_window_size -= size
-            message = Message()
-            message.add_byte(cMSG_CHANNEL_DATA)
-            message.add_int(channel.remote_chanid)
-            message.add_string(data if size == len(data) else view[:size])
+            message = self._data_message(channel.remote_chanid,
+                                         data if size == len(data) else view[:size])
             if now:
                 if not self.hooks.send_now(message):
                     with channel.lock:
@@ -272,6 +267,15 @@ class Connection(ServerSide):
                 return False
             view = view[size:]
         return True
+
+    def _data_message(self, remote_chanid: int, data: bytes | memoryview) -> Message | bytes:
+        if self.hooks.raw_messages:  # the packetizer takes a message's bytes (`packets`)
+            return channel_data(remote_chanid, data)
+        message = Message()
+        message.add_byte(cMSG_CHANNEL_DATA)
+        message.add_int(remote_chanid)
+        message.add_string(data)
+        return message
 
     def _send_eof(self) -> None:
         channel = self.channel
@@ -308,7 +312,7 @@ class Connection(ServerSide):
         if forget:
             self.hooks.forget(channel)
 
-    def _send(self, message: Message) -> bool:
+    def _send(self, message: Message | bytes) -> bool:
         with self.send_lock:
             try:
                 self.hooks.send(message)

@@ -42,6 +42,8 @@ from paramiko.common import (
 )
 from paramiko.message import Message
 
+from . import packets
+
 log = logging.getLogger(__name__)
 
 ATTRIBUTE = "_remote_runtime_hooks"
@@ -159,7 +161,44 @@ class _OpenAnswer:
         self._owner = owner
 
     def set(self) -> None:
+        # paramiko calls this holding the transport's lock (its open success and
+        # failure handlers), then deletes this event.
         self._owner.open_answered()
+
+
+class _NoTimer:
+    """Stands in for the packetizer's handshake timer once the handshake is over: false,
+    so paramiko skips it, and with a `cancel` for a reader that saw the real one first."""
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return False
+
+    def cancel(self) -> None:
+        pass
+
+
+def retire_handshake_timer(transport: paramiko.Transport) -> bool:
+    """Stop paramiko from cancelling its finished handshake timer after every packet.
+
+    paramiko 5.1's transport thread calls ``Packetizer.complete_handshake`` after each
+    packet it reads, which cancels the timer again (an Event and a Condition each time,
+    about 8% of the transport thread's Python time on a kept-alive request): the timer
+    is never dropped. Once the handshake is complete, put a false stand-in in its place.
+    Returns False (and changes nothing) if the handshake is not complete yet.
+    """
+    packetizer: Any = transport.packetizer
+    if not packetizer._Packetizer__handshake_complete:
+        return False
+    timer = packetizer._Packetizer__timer
+    if timer:
+        timer.cancel()
+    packetizer._Packetizer__timer = _NO_TIMER
+    return True
+
+
+_NO_TIMER = _NoTimer()
 
 
 class TransportHooks:
@@ -183,7 +222,7 @@ class TransportHooks:
         self._deferred: collections.deque[Message] = collections.deque()
         self._deferred_lock = threading.Lock()
         self._sender: threading.Thread | None = None
-        self._send_waiting: Callable[[Message], None] = self._inner._send_user_message
+        self._send_waiting: Callable[[Message | bytes], None] = self._inner._send_user_message
         # A read-ahead socket under the transport (ssh.streams) tells us when more packets
         # are already read, and calls us before it reads again: data for the clients is
         # then sent in one system call per burst instead of one per packet.
@@ -204,6 +243,12 @@ class TransportHooks:
         # Instance attributes shadow the class's: only this transport changes.
         self._inner._channel_handler_table = table
         self._inner._send_user_message = self._send_user_message
+        retire_handshake_timer(transport)
+        # AES-GCM packets for our channels skip paramiko's Message and dispatch (`packets`).
+        # With it, messages may also be sent as bytes (`raw_messages`).
+        self.raw_messages = packets.install(self._inner.packetizer, self._owners, self._inner)
+        if not self.raw_messages:
+            log.debug("paramiko's packetizer is not the one forward.packets knows; not used")
 
     # -- channels -----------------------------------------------------------------------------
 
@@ -252,12 +297,18 @@ class TransportHooks:
         transport._send_user_message(message)
         return channel  # type: ignore[no-any-return]
 
-    def forget(self, channel: paramiko.Channel) -> None:
-        """Both sides closed `channel` (or it never opened): drop every record of it."""
+    def forget(self, channel: paramiko.Channel, *, answering: bool = False) -> None:
+        """Both sides closed `channel` (or it never opened): drop every record of it.
+
+        With `answering`, from inside paramiko's handling of the open's answer: the
+        transport thread holds the transport's lock there (taking it again would
+        deadlock), and paramiko removes the channel's open event itself right after.
+        """
         transport = self._inner
-        with transport.lock:
+        with contextlib.nullcontext() if answering else transport.lock:
             self._owners.pop(channel.chanid, None)
-            transport.channel_events.pop(channel.chanid, None)
+            if not answering:
+                transport.channel_events.pop(channel.chanid, None)
             # paramiko keeps every id it ever used, to ignore late messages; after both
             # CLOSEs none can come, and a long-lived tunnel would grow it without end.
             transport.channels_seen.pop(channel.chanid, None)
@@ -289,7 +340,7 @@ class TransportHooks:
         """Send from the transport thread: now, or behind a key exchange (never waits)."""
         self._send_user_message(message)
 
-    def send_now(self, message: Message) -> bool:
+    def send_now(self, message: Message | bytes) -> bool:
         """Send without waiting for a key exchange (from any thread); False if one is on."""
         transport = self._inner
         with transport.clear_to_send_lock:
@@ -298,7 +349,7 @@ class TransportHooks:
             transport._send_message(message)
         return True
 
-    def send(self, message: Message) -> None:
+    def send(self, message: Message | bytes) -> None:
         """Send from the forwarder's thread (may wait for a key exchange to finish).
 
         Raises:

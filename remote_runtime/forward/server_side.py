@@ -71,6 +71,22 @@ class ServerSide:
         takes it (one system call for what several packets brought); what it does not
         take waits for the loop (`_blocked`)."""
         out = self._out
+        if len(out) == 1:
+            # One piece (a response): taken out before the system call, so the loop, which
+            # may wake while it runs (the client already answered), sees nothing left and
+            # reads the client without waiting for `lock`.
+            data = out.popleft()
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self._client_failed = True
+                self._blocked = False
+                return
+            self._unacked += sent
+            if sent < len(data):
+                out.appendleft(data[sent:])
         while out:
             try:
                 if _SENDMSG and len(out) > 1:
@@ -135,7 +151,9 @@ class ServerSide:
         """The client left before the server answered: close the channel from here.
 
         Nothing else was ever sent on it, so order is no concern; the transport's
-        sender never waits when called from the transport thread (see `hooks`).
+        sender never waits when called from the transport thread (see `hooks`). Called
+        under the transport's lock (paramiko's answer handlers hold it): a refused
+        channel is forgotten without taking it again, which deadlocked the transport.
         """
         channel = self.channel
         assert channel is not None
@@ -148,7 +166,7 @@ class ServerSide:
                 if not self.hooks.send_now(message):
                     self.hooks.send_deferred(message)  # queued behind the key exchange
         else:
-            self.hooks.forget(channel)
+            self.hooks.forget(channel, answering=True)
 
     def feed(self, data: bytes) -> None:
         hold = self.hooks.more_coming()
