@@ -294,7 +294,10 @@ class TransportHooks:
             transport.channels_seen[chanid] = True
             channel._set_transport(transport)
             channel._set_window(window_size, max_packet_size)
-        transport._send_user_message(message)
+        if threading.get_ident() == transport.ident:
+            self.send_deferred(message)  # the transport thread never waits for a key exchange
+        else:
+            self.send(message)  # at once, unless a key exchange is under way
         return channel  # type: ignore[no-any-return]
 
     def forget(self, channel: paramiko.Channel, *, answering: bool = False) -> None:
