@@ -86,7 +86,7 @@ class Connection(ServerSide):
         self.deadline = time.monotonic() + settings.open_timeout
         self.mask = 0  # the selector events the loop registered
         # Shared with the transport thread, under `lock`:
-        self._out: collections.deque[bytes] = collections.deque()
+        self._out: collections.deque[bytes | memoryview] = collections.deque()
         self._blocked = False  # the client's socket was full: the loop writes the rest
         self._held = False  # `_out` waits for the transport's next read (more is coming)
         self._unacked = 0  # bytes the client took since our last window adjust

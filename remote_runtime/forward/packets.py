@@ -48,6 +48,8 @@ ATTRIBUTES = tuple(
     )
 )
 _IGNORED = Message(b"")
+# Payloads up to this size are copied out of the packet, larger ones are viewed.
+COPY_BELOW = 2048
 # Bytes of os.urandom drawn at once for packets' padding (at most 19 bytes a packet).
 RANDOM_POOL = 4096
 
@@ -114,7 +116,10 @@ class FastPacketizer(Packetizer):
             owner = me._rr_owners.get(int.from_bytes(plain[2:6], "big"))
             size = int.from_bytes(plain[6:10], "big")
             if owner is not None and 10 + size <= end:
-                owner.feed(plain[10:10 + size])
+                # A large payload is passed on as a view: one copy of it less (the
+                # client's socket takes views as well as bytes).
+                owner.feed(plain[10:10 + size] if size <= COPY_BELOW
+                           else memoryview(plain)[10:10 + size])
                 return MSG_IGNORE, _IGNORED
         message = Message(plain[2:end])
         message.seqno = seqno

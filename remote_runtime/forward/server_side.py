@@ -43,7 +43,7 @@ class ServerSide:
     send_lock: threading.RLock
     wake: Callable[[Any], None]
     done: bool
-    _out: collections.deque[bytes]
+    _out: collections.deque[bytes | memoryview]
     _blocked: bool
     _held: bool
     _unacked: int
@@ -168,7 +168,7 @@ class ServerSide:
         else:
             self.hooks.forget(channel, answering=True)
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         hold = self.hooks.more_coming()
         with self.lock:
             if self._sock_closed or self._client_failed:
