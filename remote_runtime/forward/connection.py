@@ -2,13 +2,14 @@
 
 Two threads touch a connection, and neither ever waits for the other:
 
-- the forwarder's loop thread reads the client, sends everything that goes to the
-  server (data, EOF, CLOSE, window adjusts, replies), and closes; being the only
-  sender of this channel's messages, it sends them in order, and nothing after CLOSE;
+- the forwarder's loop thread reads the client, sends what goes to the server (data,
+  EOF, CLOSE, window adjusts, replies), and closes; whoever sends this channel's
+  messages holds `send_lock`, so they leave in order, and nothing after CLOSE;
 - paramiko's transport thread calls the `hooks.Owner` methods (`server_side`): it
   writes what the server sent straight to the client when the socket takes it at
-  once, leaves the rest in `_out` for the loop, and otherwise only records what
-  happened and wakes the loop (`wake`).
+  once, leaves the rest in `_out` for the loop, sends the first request and window
+  adjusts itself when `send_lock` is free (it only tries it), and otherwise only
+  records what happened and wakes the loop (`wake`).
 
 Both sockets are non-blocking. Flow control is SSH's: we read from the client at
 most what the server's window allows, and grant the server more window only for
