@@ -29,7 +29,7 @@ import paramiko
 from ..lifecycle import Resource
 from .connection import Connection, Settings
 from .hooks import TransportHooks
-from .listen import bind_listeners, check_loopback
+from .listen import accept, bind_listeners, check_loopback
 from .poller import READ, make_poller
 
 log = logging.getLogger(__name__)
@@ -340,7 +340,7 @@ class Forwarder(Resource):
         """Accept the connections waiting on a readable listener (a bounded batch)."""
         for _ in range(ACCEPT_BATCH):
             try:
-                sock, peer = _accept(listener, self._families[listener])
+                sock, peer = accept(listener, self._families[listener])
             except (BlockingIOError, InterruptedError):
                 return
             except ConnectionAbortedError:
@@ -397,17 +397,6 @@ class Forwarder(Resource):
         for sock in socks:
             if sock is not None:
                 sock.close()
-
-
-def _accept(listener: socket.socket, family: int) -> tuple[socket.socket, Any]:
-    """`listener.accept()` without its per-call IntEnum conversions of the family and
-    type (about 3% of a new connection's CPU in the forwarder): CPython's own accept
-    is `_accept()` (the descriptor and address) wrapped in a socket object."""
-    raw = getattr(listener, "_accept", None)
-    if raw is None:  # not CPython's socket module
-        return listener.accept()
-    fd, peer = raw()
-    return socket.socket(family, socket.SOCK_STREAM, 0, fileno=fd), peer
 
 
 def _disable_nagle(transport: paramiko.Transport) -> None:

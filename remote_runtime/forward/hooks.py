@@ -166,41 +166,6 @@ class _OpenAnswer:
         self._owner.open_answered()
 
 
-class _NoTimer:
-    """Stands in for the packetizer's handshake timer once the handshake is over: false,
-    so paramiko skips it, and with a `cancel` for a reader that saw the real one first."""
-
-    __slots__ = ()
-
-    def __bool__(self) -> bool:
-        return False
-
-    def cancel(self) -> None:
-        pass
-
-
-def retire_handshake_timer(transport: paramiko.Transport) -> bool:
-    """Stop paramiko from cancelling its finished handshake timer after every packet.
-
-    paramiko 5.1's transport thread calls ``Packetizer.complete_handshake`` after each
-    packet it reads, which cancels the timer again (an Event and a Condition each time,
-    about 8% of the transport thread's Python time on a kept-alive request): the timer
-    is never dropped. Once the handshake is complete, put a false stand-in in its place.
-    Returns False (and changes nothing) if the handshake is not complete yet.
-    """
-    packetizer: Any = transport.packetizer
-    if not packetizer._Packetizer__handshake_complete:
-        return False
-    timer = packetizer._Packetizer__timer
-    if timer:
-        timer.cancel()
-    packetizer._Packetizer__timer = _NO_TIMER
-    return True
-
-
-_NO_TIMER = _NoTimer()
-
-
 class TransportHooks:
     """One transport's handlers for the channels the forwarder owns."""
 
@@ -243,7 +208,7 @@ class TransportHooks:
         # Instance attributes shadow the class's: only this transport changes.
         self._inner._channel_handler_table = table
         self._inner._send_user_message = self._send_user_message
-        retire_handshake_timer(transport)
+        packets.retire_handshake_timer(transport)
         # AES-GCM packets for our channels skip paramiko's Message and dispatch (`packets`).
         # With it, messages may also be sent as bytes (`raw_messages`).
         self.raw_messages = packets.install(self._inner.packetizer, self._owners, self._inner)

@@ -21,9 +21,11 @@ one for a DATA packet): the forwarder's requests then skip paramiko's `Message`
 
 The state it keeps is paramiko's own (sequence number, IV, re-key counters), read
 and written by name, so a re-key, strict-kex sequence resets and paramiko's own
-path interleave with it freely. Checked against paramiko 5.1.0; `fits` says
-whether a packetizer still has the shape this relies on (installed only then), and
-tests/unit/forward/test_packets.py fails loudly if paramiko's internals change.
+path interleave with it freely. `retire_handshake_timer` stops paramiko from
+cancelling its finished handshake timer after every packet. Checked against paramiko
+5.1.0; `fits` says whether a packetizer still has the shape this relies on (installed
+only then), and tests/unit/forward/test_packets.py fails loudly if paramiko's
+internals change.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from paramiko.common import MSG_CHANNEL_DATA, MSG_IGNORE, xffffffff
 from paramiko.message import Message
 from paramiko.packet import Packetizer
 from paramiko.ssh_exception import SSHException
+from paramiko.transport import Transport
 
 # paramiko's private attributes this module reads or writes (name-mangled).
 ATTRIBUTES = tuple(
@@ -172,3 +175,38 @@ def channel_data(remote_chanid: int, data: bytes | memoryview) -> bytes:
     """The bytes of a CHANNEL_DATA message (for `FastPacketizer.send_message`)."""
     return b"".join((_DATA_HEADER, remote_chanid.to_bytes(4, "big"),
                      len(data).to_bytes(4, "big"), data))
+
+
+class _NoTimer:
+    """Stands in for the packetizer's handshake timer once the handshake is over: false,
+    so paramiko skips it, and with a `cancel` for a reader that saw the real one first."""
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return False
+
+    def cancel(self) -> None:
+        pass
+
+
+def retire_handshake_timer(transport: Transport) -> bool:
+    """Stop paramiko from cancelling its finished handshake timer after every packet.
+
+    paramiko 5.1's transport thread calls ``Packetizer.complete_handshake`` after each
+    packet it reads, which cancels the timer again (an Event and a Condition each time,
+    about 8% of the transport thread's Python time on a kept-alive request): the timer
+    is never dropped. Once the handshake is complete, put a false stand-in in its place.
+    Returns False (and changes nothing) if the handshake is not complete yet.
+    """
+    packetizer: Any = transport.packetizer
+    if not packetizer._Packetizer__handshake_complete:
+        return False
+    timer = packetizer._Packetizer__timer
+    if timer:
+        timer.cancel()
+    packetizer._Packetizer__timer = _NO_TIMER
+    return True
+
+
+_NO_TIMER = _NoTimer()

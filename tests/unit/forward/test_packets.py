@@ -1,7 +1,7 @@
 """forward.packets against paramiko's own packetizer, over a real socketpair, both ways.
 
 These also fail loudly when paramiko's internals change shape (forward.packets and
-forward.hooks.retire_handshake_timer were checked against paramiko 5.1.0): the
+forward.packets.retire_handshake_timer were checked against paramiko 5.1.0): the
 forwarder would then quietly fall back to paramiko's slower path.
 """
 
@@ -22,7 +22,7 @@ from paramiko.common import MSG_CHANNEL_DATA, MSG_CHANNEL_EOF, MSG_IGNORE, cMSG_
 from paramiko.message import Message
 from paramiko.packet import Packetizer
 
-from remote_runtime.forward import hooks, packets
+from remote_runtime.forward import packets
 from remote_runtime.ssh.streams import ReadAheadSocket
 
 
@@ -167,9 +167,9 @@ def test_the_finished_handshake_timer_is_dropped(sockets: list[socket.socket]) -
     transport: Any = paramiko.Transport(a)
     packetizer: Any = transport.packetizer
     packetizer.start_handshake(30)
-    assert not hooks.retire_handshake_timer(transport)  # not finished yet: left alone
+    assert not packets.retire_handshake_timer(transport)  # not finished yet: left alone
     packetizer.complete_handshake()
-    assert hooks.retire_handshake_timer(transport)
+    assert packets.retire_handshake_timer(transport)
     assert not packetizer._Packetizer__timer
     assert not packetizer.handshake_timed_out()
     packetizer.complete_handshake()  # paramiko's per-packet call is now a no-op
