@@ -69,7 +69,8 @@ def fits(packetizer: Any) -> bool:
 def install(packetizer: Any, owners: dict[int, Any], transport: Any) -> bool:
     """Give `packetizer` the short path; `owners` maps our channel ids to their owners
     (`hooks.Owner`). False (nothing changed) if it does not have the expected shape."""
-    if not fits(packetizer):
+    if not fits(packetizer) or not isinstance(getattr(transport, "_expected_packet", None),
+                                              tuple):
         return False
     packetizer._rr_owners = owners
     packetizer._rr_transport = transport

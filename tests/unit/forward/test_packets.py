@@ -83,6 +83,9 @@ def test_paramiko_still_has_the_shape_forward_packets_relies_on() -> None:
     finally:
         a.close()
         b.close()
+    with socket.socket() as unused:
+        transport: Any = paramiko.Transport(unused)
+        assert isinstance(transport._expected_packet, tuple)  # read by the short path
     # The transport loop reads with read_message and skips an IGNORE (what a packet fed
     # straight to its owner returns), and calls complete_handshake after every packet.
     run = inspect.getsource(paramiko.Transport.run)
