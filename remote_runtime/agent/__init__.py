@@ -12,9 +12,11 @@ standard library. Every answer is one JSON line.
   stop RUN          stop a server and its kernels, wait for it
   status RUN        is it running
   logs RUN [-f]     the server log
+  doctor            venv support, the managed env, disk space, the kernel's ipykernel
 
 Modules: `common` (helpers), `stack` (probe: which Jupyter and Python are there),
 `build` (the managed env, from a lock), `server` (monitor, lease, stop, logs),
 `idle` (idle shutdown: activity probe and the watcher that powers the VM off),
+`doctor` (what `remote-runtime doctor` asks besides the probe),
 `main` (command table).
 """

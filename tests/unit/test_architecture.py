@@ -30,7 +30,7 @@ LAYERS: list[set[str]] = [
     {"forward", "health", "providers", "server_api", "activity"},  # over a connection; to one
     {"ports", "remote", "provision", "heartbeat", "state", "stops"},  # the parts of a runtime
     {"runtime"},  # the orchestration
-    {"command", "supervisor", "control", "notebooks"},  # runtimes in use, across processes
+    {"command", "supervisor", "control", "notebooks", "doctor"},  # runtimes in use, across processes
     {"api"},  # the Python API
     {"cli"},  # the command line
 ]
