@@ -57,7 +57,9 @@ def plan(settings: JupyterSettings, probe: Probe) -> ServerStack | stacks.Choice
                 if stack in candidate.get("stacks", ()):
                     return ServerStack(list(candidate["argv"]), stack, "existing")
     if mode == "existing":
-        reasons = "; ".join(f"{c['path']}: {c.get('reason', '?')}" for c in probe.candidates)
+        reasons = "; ".join(
+            f"{c['path']}: " + (c.get("reason") or f"serves the {' and '.join(c['stacks'])} "
+                                "stack only") for c in probe.candidates)
         what = {"auto": "serve Colab", "classic": "load jupyter_http_over_ws",
                 "modern": "run a Jupyter Server 2"}[wanted]
         raise RemoteSetupError(

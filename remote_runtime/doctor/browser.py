@@ -10,9 +10,10 @@ may talk to the runtime on http://localhost, read from the browsers' own setting
 - Safari blocks http://localhost from an https page (WebKit bug 171934): not usable.
 
 The OS and the places each browser lives are parameters, so every OS's branch is
-tested on any machine. Nothing is written. A browser that holds an explicit block for Colab (someone used
-Colab there and it was refused) fails the stage; one that still needs a setting or will
-ask is a warning or ok, since it may not be the browser used for Colab; Safari alone fails.
+tested on any machine. Nothing is written. A browser that holds an explicit block for
+Colab (someone used Colab there and was refused) fails the stage; one that still needs a
+setting, or will ask, is a warning or ok: it may not be the browser used for Colab.
+Safari alone fails.
 """
 
 from __future__ import annotations
@@ -70,8 +71,10 @@ def _places(system: str, environ: Mapping[str, str], home: Path) -> list[tuple[P
         support = home / "Library" / "Application Support"
         apps = ("/Applications", str(home / "Applications"))
         table = [
-            (Place("Chrome", "chromium", ("Google Chrome.app",), ()), [support / "Google" / "Chrome"]),
-            (Place("Edge", "chromium", ("Microsoft Edge.app",), ()), [support / "Microsoft Edge"]),
+            (Place("Chrome", "chromium", ("Google Chrome.app",), ()),
+             [support / "Google" / "Chrome"]),
+            (Place("Edge", "chromium", ("Microsoft Edge.app",), ()),
+             [support / "Microsoft Edge"]),
             (Place("Chromium", "chromium", ("Chromium.app",), ()), [support / "Chromium"]),
             (Place("Firefox", "firefox", ("Firefox.app",), ()), [support / "Firefox"]),
             (Place("Safari", "safari", ("Safari.app",), ()), []),
@@ -159,8 +162,8 @@ def _firefox_profiles(data: Path) -> list[Path]:
     ini = data / "profiles.ini"
     with contextlib.suppress(OSError):
         section: dict[str, str] = {}
-        for line in [*ini.read_text(errors="replace").splitlines(), "[end]"]:
-            line = line.strip()
+        for raw in [*ini.read_text(errors="replace").splitlines(), "[end]"]:
+            line = raw.strip()
             if line.startswith("["):
                 if "Path" in section:
                     path = Path(section["Path"])
@@ -253,7 +256,9 @@ def check_chromium(walk: Walk, browser: Browser) -> None:
         walk.ok(STAGE, browser.name.lower(), f"{label}: when Colab first connects it asks "
                 "to let the site access this device (local network access): click Allow")
         return
-    blocked, allowed, asking = [], [], []
+    blocked: list[tuple[str, str]] = []
+    allowed: list[tuple[str, str]] = []
+    asking: list[tuple[str, str]] = []
     for profile in browser.profiles:
         prefs = _read_json(profile / "Preferences")
         if prefs is None:
@@ -265,10 +270,11 @@ def check_chromium(walk: Walk, browser: Browser) -> None:
     where = ", ".join(sorted({p for p, _ in blocked}))
     if blocked:
         origins = sorted({o for _, o in blocked})
+        sites = ", ".join(o.removeprefix("https://") for o in origins)
         walk.fail(STAGE, browser.name.lower(),
-                  f"{label} (profile {where}) blocks {', '.join(o.removeprefix('https://') for o in origins)} "
-                  "from reaching this machine (local network access): Colab's connection "
-                  "fails as if the runtime were down",
+                  f"{label} (profile {where}) blocks {sites} from reaching this machine "
+                  "(local network access): Colab fails to connect as if the runtime were "
+                  "down",
                   f"open {_settings_url(browser, origins[0])} and set Local network access "
                   "to Allow (or: the tune icon left of the address on the Colab page > Site "
                   "settings), then reload Colab")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..errors import SSHError
 from ..ssh import probe
 from ..ssh.auth import LoginReport
-from ..ssh.probe import Handshake, HostKey
+from ..ssh.probe import HostKey
 from .walk import Walk
 
 STAGE = "ssh"
@@ -92,7 +92,8 @@ def _login(walk: Walk, login: LoginReport) -> bool:
         else:
             walk.ok(STAGE, "login", f"logged in as {who}")
         return True
-    offered = f" (offered: {', '.join(login.offered)})" if login.offered else ""
+    unsaid = [k for k in login.offered if k not in login.error.message]
+    offered = f" (also offered: {', '.join(unsaid)})" if unsaid else ""
     walk.fail(STAGE, "login", f"{login.error.message}{offered}", _login_fix(walk, login),
               stops="the login was refused")
     return False
@@ -108,6 +109,11 @@ def _login_fix(walk: Walk, login: LoginReport) -> str:
     if "publickey" not in login.allowed and login.allowed:
         return (f"the server does not take keys (it offers {', '.join(login.allowed)}); "
                 "run doctor from a terminal to answer its prompts")
-    return error.hint or ("add your public key to ~/.ssh/authorized_keys on the host "
-                          "(ssh-copy-id -i KEY HOST), or set ssh.identity_file to a key "
-                          "it accepts")
+    target = walk.link.target if walk.link is not None else None
+    if "asks for" in error.message or target is None:  # a person must answer
+        return error.hint or ""
+    key = str(target.profile_identity or (target.identity_files[0] if target.identity_files
+                                          else "~/.ssh/id_ed25519"))
+    return (f"add {key}.pub to ~{target.user}/.ssh/authorized_keys on the host (ssh-copy-id "
+            f"-i {key} {target.user}@{target.hostname}), or set ssh.identity_file to a key "
+            "it accepts")

@@ -120,8 +120,8 @@ def _describe(found: dict[str, Any] | None) -> str:
     if found.get("pid") is None:
         return f"another user's program (listening on {found.get('address')})"
     command = str(found.get("cmdline") or found.get("name") or "?")
-    if len(command) > 120:
-        command = command[:117] + "..."
+    if len(command) > 160:
+        command = command[:157] + "..."
     return f"process {found['pid']} ({command})"
 
 

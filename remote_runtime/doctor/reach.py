@@ -26,9 +26,8 @@ def run(walk: Walk) -> None:
         walk.ok(STAGE, "jump host",
                 f"{hop.alias} ({hop.user}@{hop.hostname}:{hop.port}) is logged in to first, "
                 "as `up` does; its host key is checked too")
-    if target.jump is None and not target.proxy_command:
-        if not _dns(walk, target):
-            return
+    if target.jump is None and not target.proxy_command and not _dns(walk, target):
+        return
     started = time.monotonic()
     try:
         link = probe.reach(target, prompter=walk.prompter, progress=walk.progress,

@@ -189,10 +189,9 @@ def _kernel(walk: Walk, facts: KernelFacts | None) -> None:
         walk.fail(STAGE, "kernel", f"the kernel's Python {facts.python} does not run: "
                   f"{facts.error}", "check the Python the kernel is set to run")
         return
-    version = f" (Python {facts.version})" if facts.version else ""
+    version = f" (Python {facts.version}; {facts.why})" if facts.version else f" ({facts.why})"
     if facts.ipykernel:
-        walk.ok(STAGE, "kernel", f"{facts.python}{version} ({facts.why}) has ipykernel "
-                f"{facts.ipykernel}")
+        walk.ok(STAGE, "kernel", f"{facts.python}{version} has ipykernel {facts.ipykernel}")
         return
     command = f"{facts.python} -m pip install ipykernel"
     if facts.if_missing == "install":

@@ -68,8 +68,9 @@ def _from_url(walk: Walk) -> Through | None:
         return None
     routes = stacks.ROUTES["classic"] if serves_websocket(parts.port, token) \
         else stacks.ROUTES["modern"]
-    walk.ok(STAGE, "runtime", f"the runtime at http://localhost:{parts.port}/ "
-            f"(token hidden); it serves the {' and '.join(routes)} route(s)")
+    served = " and ".join("websocket" if r == stacks.WEBSOCKET else "direct" for r in routes)
+    walk.ok(STAGE, "runtime", f"the runtime at http://localhost:{parts.port}/ (token "
+            f"hidden): {served} route{'s' if len(routes) > 1 else ''} to check")
     return Through(parts.port, token, routes, "the URL", answers("::1", parts.port))
 
 

@@ -10,6 +10,7 @@ short runtime) is pushed on one undo stack and closed by `close()`.
 from __future__ import annotations
 
 import contextlib
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +25,8 @@ if TYPE_CHECKING:
     from ..profiles import Profile
     from ..provision import ServerStack
     from ..remote import Probe
-    from ..stacks import Choice
     from ..ssh.probe import Handshake, Link
+    from ..stacks import Choice
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,11 @@ class Walk(Closing):
         """The port `up` would use, and whether it was asked for (then a taken port fails)."""
         if self.options.port is not None:
             return self.options.port, True
+        if self.options.url is not None:
+            with contextlib.suppress(ValueError):
+                port = urllib.parse.urlsplit(self.options.url).port
+                if port:
+                    return port, True
         if self.profile is not None:
             return self.profile.jupyter.port, self.profile.jupyter.port_explicit
         from ..profiles import DEFAULT_JUPYTER_PORT
@@ -117,7 +123,7 @@ class Walk(Closing):
     def closing(self, action: Callable[[], object]) -> None:
         """Run `action` when the walk ends (last pushed, first run); its failure is ignored."""
         def undo() -> list[str]:
-            with contextlib.suppress(Exception):  # noqa: BLE001 - teardown goes on
+            with contextlib.suppress(Exception):
                 action()
             return []
 

@@ -16,6 +16,7 @@ Nothing here prints; each route and origin becomes one `Check`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import time
@@ -26,8 +27,7 @@ import websocket
 
 from .. import jupyter, stacks
 from .checks import Check, _check_cors_origin, _clean, _cors_problems, _describe, _http
-from .extension import MIN_EXTENSION_VERSION, auth_query, diagnose, open_websocket
-from .extension import proxied_status
+from .extension import MIN_EXTENSION_VERSION, auth_query, diagnose, open_websocket, proxied_status
 from .target import Failed, Target
 
 KERNEL_TIMEOUT = 60.0  # a kernel's first start on a cold VM imports a lot
@@ -108,11 +108,10 @@ class _Route:
         return _clean(text, self.target.token)
 
     def best_effort_shutdown(self, kernel: str) -> None:
-        try:
+        # (The server stops its kernels when it stops, anyway.)
+        with contextlib.suppress(OSError, http.client.HTTPException, Failed):
             _http(self.target, "DELETE", f"/api/kernels/{kernel}",
                   {"Authorization": f"token {self.target.token}"})
-        except (OSError, http.client.HTTPException, Failed):
-            pass  # the server stops its kernels when it stops
 
     # Each route's own way of doing these four.
     def prepare(self, origin: str) -> str:

@@ -22,8 +22,15 @@ from ..errors import HostKeyError, SSHError
 from ..options import Progress
 from .auth import LoginReport, diagnose
 from .config import Target
-from .connect import CONNECT_TIMEOUT, KEEPALIVE_SECONDS, Closers, _open_socket, _Route
-from .connect import host_key_checker, start_transport
+from .connect import (
+    CONNECT_TIMEOUT,
+    KEEPALIVE_SECONDS,
+    Closers,
+    _open_socket,
+    _Route,
+    host_key_checker,
+    start_transport,
+)
 from .hostkeys import Verdict, fingerprint
 from .prompts import Prompter
 from .session import Session
@@ -174,7 +181,7 @@ def handshake(link: Link) -> Handshake:
     record = checker.write_file
     return Handshake(
         link=link, transport=transport, server_version=str(transport.remote_version),
-        cipher=str(transport.remote_cipher),
+        cipher=str(getattr(transport, "remote_cipher", "")),  # not in paramiko's stubs
         host_key=HostKey(name=target.host_key_name, key_type=key_type,
                          fingerprint=fingerprint(key_b64), verdict=verdict,
                          strict=target.strict_host_keys,
