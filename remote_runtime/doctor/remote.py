@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .. import ports, provision, stacks
-from ..errors import RemoteRuntimeError, RemoteSetupError, SSHError
+from .. import ports, provision, stacks, state
+from ..errors import RemoteRuntimeError, RemoteSetupError, SSHError, StateError
 from ..provision import ServerStack
 from ..remote import RemoteHost, agent_command
 from .walk import Walk
@@ -158,7 +158,8 @@ def _venv(walk: Walk, facts: dict[str, Any]) -> None:
         walk.fail(STAGE, "venv", f"{python} cannot build the managed env: "
                   f"{venv.get('reason', 'venv is missing')}",
                   f"install its venv support (Debian/Ubuntu: apt install python{minor}-venv), "
-                  "or set jupyter.python to a Python that has it")
+                  "or set jupyter.python to a Python that has it",
+                  stops="the managed env cannot be built on the remote")
 
 
 def _kernel_facts(stack: Stack, facts: dict[str, Any], built: bool) -> KernelFacts | None:
@@ -187,7 +188,8 @@ def _kernel(walk: Walk, facts: KernelFacts | None) -> None:
         return
     if facts.error:
         walk.fail(STAGE, "kernel", f"the kernel's Python {facts.python} does not run: "
-                  f"{facts.error}", "check the Python the kernel is set to run")
+                  f"{facts.error}", "check the Python the kernel is set to run",
+                  stops="the kernel's Python does not run")
         return
     version = f" (Python {facts.version}; {facts.why})" if facts.version else f" ({facts.why})"
     if facts.ipykernel:
@@ -202,15 +204,19 @@ def _kernel(walk: Walk, facts: KernelFacts | None) -> None:
                   "install it (and fails where nobody can answer)", f"install it: {command}")
     else:
         walk.fail(STAGE, "kernel", f"{facts.python}{version} has no ipykernel: Colab "
-                  "cannot start a kernel", f"install it: {command}")
+                  "cannot start a kernel", f"install it: {command}",
+                  stops="the kernel's Python has no ipykernel")
 
 
 def _ports(walk: Walk, port: int, explicit: bool) -> None:
     free = walk.remote_free
     if free is None:
         return
+    ours = _our_runtime(walk, port)
     if port in free:
         walk.ok(STAGE, "port", f"port {port} is free on the remote")
+    elif ours:
+        walk.ok(STAGE, "port", f"port {port} on the remote is held by {ours}")
     elif explicit:
         walk.fail(STAGE, "port", f"port {port} is in use on the remote host",
                   "stop what holds it there, or choose another (--port, jupyter.port)")
@@ -220,6 +226,18 @@ def _ports(walk: Walk, port: int, explicit: bool) -> None:
     else:
         walk.fail(STAGE, "port", f"no port from {port} to {port + ports.PORT_SEARCH - 1} is "
                   "free on the remote host", "choose one with --port")
+
+
+def _our_runtime(walk: Walk, port: int) -> str:
+    """The profile's own runtime, when it is up on `port` (then its server holds it)."""
+    assert walk.profile is not None
+    try:
+        record = state.get(walk.profile.name)
+    except StateError:
+        return ""
+    if record is None or not record.alive or record.port != port:
+        return ""
+    return f"runtime '{record.name}' (its server, pid {record.pid} here)"
 
 
 def _disk(walk: Walk, facts: dict[str, Any], built: bool) -> None:
@@ -234,7 +252,8 @@ def _disk(walk: Walk, facts: dict[str, Any], built: bool) -> None:
         text = f"{free / GB:.1f} GB free in {label} ({found.get('path')})"
         if what == "env" and not built and free < BUILD_NEEDS:
             walk.fail(STAGE, "disk", f"{text}: the managed env needs about "
-                      f"{BUILD_NEEDS // 1024 ** 2} MB", "free some space on the remote host")
+                      f"{BUILD_NEEDS // 1024 ** 2} MB", "free some space on the remote host",
+                      stops="no room for the managed env")
         elif free < LOW_DISK:
             walk.warn(STAGE, "disk", text + ": little room for notebooks and kernels")
         else:
