@@ -408,7 +408,8 @@ def test_gce_vm_checked_without_changing_it(dlvm: Any, gce_home: Path, isolated:
                                      status="TERMINATED")
     assert stopped is not None
     profiles = dlvm.profiles(tmp_path / "profiles.yaml",
-                             ok=gce_body(box, instance="vm-ok"),
+                             ok=gce_body(box, instance="vm-ok",
+                                         jupyter={"port": PORTS.take()}),
                              stopped=gce_body(box, instance="vm-stopped"))
     chrome_allows_colab(isolated)
     wait_until(lambda: _key_installed(box, public), 30, "the guest agent")

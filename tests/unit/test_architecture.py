@@ -30,7 +30,8 @@ LAYERS: list[set[str]] = [
     {"forward", "health", "providers", "server_api", "activity"},  # over a connection; to one
     {"ports", "remote", "provision", "heartbeat", "state", "stops"},  # the parts of a runtime
     {"runtime"},  # the orchestration
-    {"command", "supervisor", "control", "notebooks", "doctor"},  # runtimes in use, across processes
+    # runtimes in use, across processes; the doctor of the whole path
+    {"command", "supervisor", "control", "notebooks", "doctor"},
     {"api"},  # the Python API
     {"cli"},  # the command line
 ]
