@@ -24,7 +24,8 @@ LOOPBACK = ("127.0.0.1", "::1")  # what the forwarder binds (forward.forwarder)
 def run(walk: Walk, *, holder: Callable[[int], dict[str, Any] | None] | None = None) -> None:
     port, explicit = walk.port
     if walk.options.url is not None:
-        _url_port(walk, port, holder or listener_of)
+        if walk.url_port is not None:  # (a URL that is not a runtime's fails its routes)
+            _url_port(walk, port, holder or listener_of)
     else:
         _port(walk, port, explicit, holder or listener_of)
     _loopback(walk)

@@ -11,7 +11,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
-from .. import health, jupyter, stacks, state
+from .. import health, jupyter, redact, stacks, state
 from ..errors import RemoteRuntimeError, StateError
 from ..forward.listen import answers
 from ..health.colab import kernel_round_trips, serves_websocket
@@ -20,7 +20,6 @@ from ..runtime import Runtime
 from .walk import Walk
 
 STAGE = "routes"
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
 
 
 @dataclass
@@ -55,23 +54,24 @@ def run(walk: Walk) -> None:
 
 def _from_url(walk: Walk) -> Through | None:
     url = walk.options.url or ""
-    parts = urllib.parse.urlsplit(url)
-    query = urllib.parse.parse_qs(parts.query)
-    token = (query.get("token") or [""])[0] or (walk.options.token or "")
-    if parts.scheme != "http" or (parts.hostname or "") not in LOOPBACK_NAMES or not parts.port:
-        walk.fail(STAGE, "runtime", f"{url!r} is not a runtime URL on this machine "
-                  "(http://localhost:PORT/?token=...)", "give the URL Colab would be given")
+    port = walk.url_port
+    if port is None:
+        walk.fail(STAGE, "runtime", f"{redact.url(url)!r} is not a runtime URL on this "
+                  "machine (http://localhost:PORT/?token=...)",
+                  "give the URL Colab would be given")
         return None
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    token = (query.get("token") or [""])[0] or (walk.options.token or "")
     if not token:
         walk.fail(STAGE, "runtime", "the URL has no token, and $JUPYTER_TOKEN is not set",
                   "set JUPYTER_TOKEN to the server's token (kept off the command line)")
         return None
-    routes = stacks.ROUTES["classic"] if serves_websocket(parts.port, token) \
+    routes = stacks.ROUTES["classic"] if serves_websocket(port, token) \
         else stacks.ROUTES["modern"]
     served = " and ".join("websocket" if r == stacks.WEBSOCKET else "direct" for r in routes)
-    walk.ok(STAGE, "runtime", f"the runtime at http://localhost:{parts.port}/ (token "
+    walk.ok(STAGE, "runtime", f"the runtime at http://localhost:{port}/ (token "
             f"hidden): {served} route{'s' if len(routes) > 1 else ''} to check")
-    return Through(parts.port, token, routes, "the URL", answers("::1", parts.port))
+    return Through(port, token, routes, "the URL", answers("::1", port))
 
 
 def _from_record(walk: Walk) -> Through | None:

@@ -21,6 +21,8 @@ from ..options import DEFAULT_TIMEOUT, Progress, quiet
 from ..ssh import Endpoint, Prompter, Session
 from .report import FAILED, OK, SKIPPED, WARNING, Check, Report
 
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
 if TYPE_CHECKING:
     from ..profiles import Profile
     from ..provision import ServerStack
@@ -103,15 +105,26 @@ class Walk(Closing):
     # --- the port `up` would use ----------------------------------------------------
 
     @property
+    def url_port(self) -> int | None:
+        """The port of `--url` when it is a runtime URL on this machine (http, loopback)."""
+        if self.options.url is None:
+            return None
+        try:
+            parts = urllib.parse.urlsplit(self.options.url)
+            port = parts.port
+        except ValueError:
+            return None
+        if parts.scheme != "http" or (parts.hostname or "") not in LOOPBACK_NAMES:
+            return None
+        return port or None
+
+    @property
     def port(self) -> tuple[int, bool]:
         """The port `up` would use, and whether it was asked for (then a taken port fails)."""
         if self.options.port is not None:
             return self.options.port, True
-        if self.options.url is not None:
-            with contextlib.suppress(ValueError):
-                port = urllib.parse.urlsplit(self.options.url).port
-                if port:
-                    return port, True
+        if self.url_port is not None:
+            return self.url_port, True
         if self.profile is not None:
             return self.profile.jupyter.port, self.profile.jupyter.port_explicit
         from ..profiles import DEFAULT_JUPYTER_PORT

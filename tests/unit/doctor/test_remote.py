@@ -1,0 +1,123 @@
+"""The remote stage: the real agent over a real SSH transport (mockssh runs it with this
+machine's Python), and each verdict's line from the facts it rests on."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mockssh
+import pytest
+from support.net import free_port
+
+from remote_runtime import ssh
+from remote_runtime.doctor import FAILED, OK, WARNING, KernelFacts, Options, Report, Walk
+from remote_runtime.doctor import remote as stage
+from remote_runtime.profiles import JupyterSettings, Profile, SSHSettings
+from remote_runtime.ssh import Endpoint
+
+pytestmark = pytest.mark.filterwarnings("ignore:setDaemon:DeprecationWarning")
+USER_KEY = Path(mockssh.__file__).parent / "sample-user-key"
+
+
+@pytest.fixture
+def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ssh.Session]:
+    monkeypatch.chdir(tmp_path)
+    with mockssh.Server({"alice": str(USER_KEY)}) as server, ssh.connect(
+            Endpoint(host="127.0.0.1", port=server.port, user="alice", identity_file=USER_KEY,
+                     known_hosts=tmp_path / "known_hosts"),
+            accept_new_host_key=True) as connected:
+        yield connected
+
+
+def walk_for(tmp_path: Path, **jupyter: Any) -> Walk:
+    walk = Walk(Options(), report=Report("lab"))
+    settings = {"python": sys.executable, "env": "managed", "workdir": str(tmp_path),
+                "port": free_port(), "port_explicit": True, **jupyter}
+    walk.profile = Profile(name="lab", source=tmp_path / "profiles.yaml",
+                           ssh=SSHSettings(host="lab"), jupyter=JupyterSettings(**settings))
+    return walk
+
+
+def checks(walk: Walk) -> dict[str, tuple[str, str]]:
+    return {c.name: (c.status, c.detail) for c in walk.report.checks}
+
+
+def test_a_fresh_remote_through_the_agent(session: ssh.Session, tmp_path: Path,
+                                          isolated: object,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+    monkeypatch.setitem(stage.STACK_CHECKS, "classic",
+                        lambda walk, stack: seen.append(stack.stack))
+    walk = walk_for(tmp_path)
+    walk.session = session
+    stage.run(walk)
+    found = checks(walk)
+    assert found["python"][0] == OK and sys.executable in found["python"][1]
+    assert found["stack"] == (OK, found["stack"][1])
+    assert "is not built yet" in found["stack"][1]  # an empty cache dir (the test's own)
+    assert found["routes"][0] == OK
+    assert found["venv"][0] == OK and "ensurepip" in found["venv"][1]
+    assert found["kernel"][0] == OK and "ipykernel" in found["kernel"][1]
+    assert found["port"][0] == OK
+    assert found["disk"][0] in (OK, WARNING)
+    assert seen == ["classic"]  # a stack's own checks run after its line
+    assert walk.stopped is None
+
+
+def test_a_remote_python_that_is_not_there(session: ssh.Session, tmp_path: Path) -> None:
+    walk = walk_for(tmp_path, python=str(tmp_path / "no-such-python"))
+    walk.session = session
+    stage.run(walk)
+    status, detail = checks(walk)["python"]
+    assert status == FAILED and "no-such-python" in detail
+    assert walk.stopped == "the remote agent cannot run"
+
+
+@pytest.mark.parametrize(("facts", "status", "text"), [
+    (KernelFacts("/opt/conda/bin/python", "kernel.python", "3.10.14", "6.29.5"), OK,
+     "/opt/conda/bin/python (Python 3.10.14; kernel.python) has ipykernel 6.29.5"),
+    (KernelFacts("/usr/bin/python3", "auto", "3.12.3", None, if_missing="install"), WARNING,
+     "`up` installs it"),
+    (KernelFacts("/usr/bin/python3", "auto", "3.12.3", None, if_missing="ask"), WARNING,
+     "`up` asks to install it"),
+    (KernelFacts("/usr/bin/python3", "auto", "3.12.3", None), FAILED,
+     "has no ipykernel: Colab cannot start a kernel"),
+    (KernelFacts("/opt/gone/python", "kernel.python", error="No such file"), FAILED,
+     "does not run: No such file"),
+])
+def test_kernel_verdicts(facts: KernelFacts, status: str, text: str, tmp_path: Path) -> None:
+    walk = walk_for(tmp_path)
+    stage._kernel(walk, facts)
+    [check] = walk.report.checks
+    assert check.status == status and text in check.detail
+    if status == FAILED:
+        assert walk.stopped is not None
+    if facts.ipykernel is None and not facts.error:
+        assert check.fix == "" if facts.if_missing == "install" else \
+            "-m pip install ipykernel" in check.fix
+
+
+def test_ports_on_the_remote(tmp_path: Path) -> None:
+    for free, explicit, status in (([8888], True, OK), ([8889], False, WARNING),
+                                   ([8889], True, FAILED), ([], False, FAILED)):
+        walk = walk_for(tmp_path)
+        walk.remote_free = free
+        stage._ports(walk, 8888, explicit)
+        assert walk.report.checks[0].status == status, (free, explicit)
+
+
+def test_disk_space(tmp_path: Path) -> None:
+    gb = 1024 ** 3
+    facts = {"disk": {"env": {"path": "/c", "free": 100 * 1024 ** 2},
+                      "workdir": {"path": "/w", "free": int(0.5 * gb)}}}
+    walk = walk_for(tmp_path)
+    stage._disk(walk, facts, built=False)
+    assert [c.status for c in walk.report.checks] == [FAILED, WARNING]
+    assert walk.stopped == "no room for the managed env"
+    walk = walk_for(tmp_path)
+    stage._disk(walk, {"disk": {"env": {"path": "/c", "free": 100 * 1024 ** 2},
+                                "workdir": {"path": "/w", "free": 5 * gb}}}, built=True)
+    assert [c.status for c in walk.report.checks] == [WARNING, OK]
