@@ -138,9 +138,7 @@ def _key(walk: Walk, api: gapi.ComputeApi, access: KeyAccess, instance: Any,
         walk.stop(f"your key pair {identity} does not exist yet")
         return user, identity
     if oslogin:
-        walk.ok(STAGE, "ssh key", f"OS Login is on: `up` imports {identity}.pub into your "
-                "account's login profile and logs in as the user OS Login names")
-        return user, identity
+        return _oslogin(walk, api, access, items, identity, public) or user, identity
     found = _key_found(access, items, user, public)
     if found:
         walk.ok(STAGE, "ssh key", f"{identity}.pub for {user} is in the {found} metadata")
@@ -149,6 +147,56 @@ def _key(walk: Walk, api: gapi.ComputeApi, access: KeyAccess, instance: Any,
         walk.warn(STAGE, "ssh key", f"{identity}.pub for {user} is not in the VM's metadata "
                   f"yet: `up` adds it (to the {place}'s); until then the VM refuses it")
     return user, identity
+
+
+def _oslogin(walk: Walk, api: gapi.ComputeApi, access: KeyAccess, items: dict[str, str],
+             identity: Path, public: str) -> str | None:
+    """OS Login: the account's login profile (read, never written) holds the key, and names
+    the POSIX user `up` logs in as."""
+    profile = walk.profile
+    assert profile is not None and profile.gce is not None
+    two_factor = keys.metadata_flag(items, "enable-oslogin-2fa")
+    if two_factor or (two_factor is None and access.project_flag("enable-oslogin-2fa")):
+        walk.fail(STAGE, "ssh key", "OS Login 2-step verification is on: remote-runtime "
+                  "cannot answer its prompts", "use an account exempt from 2-step "
+                  "verification, or set enable-oslogin-2fa to FALSE on the instance",
+                  stops="OS Login asks for 2-step verification")
+        return None
+    email = profile.gce.account or gapi.account_email(api.creds)
+    if not email:
+        walk.fail(STAGE, "ssh key", "OS Login is on, but the Google account of the "
+                  "credentials is unknown", "set gce.account in the profile to your "
+                  "account's email", stops="the OS Login account is unknown")
+        return None
+    try:
+        with api.calling("reading the OS Login profile", f"OS Login user '{email}'"):
+            login = api.oslogin.get_login_profile(
+                request={"name": f"users/{email}", "project_id": api.project},
+                timeout=api.request_timeout)
+    except CloudError as exc:
+        walk.warn(STAGE, "ssh key", f"OS Login is on; its profile of {email} cannot be "
+                  f"read ({exc.message}): `up` imports your key there")
+        return None
+    names = [a.username for a in login.posix_accounts if a.username]
+    primary = next((a.username for a in login.posix_accounts if a.primary and a.username),
+                   names[0] if names else None)
+    has = any(_same_key(k.key, public) for k in login.ssh_public_keys.values())
+    as_user = f"; logs in as {primary}" if primary else ""
+    if has:
+        walk.ok(STAGE, "ssh key", f"OS Login: {identity}.pub is in {email}'s login "
+                f"profile{as_user}")
+    else:
+        walk.warn(STAGE, "ssh key", f"OS Login: {identity}.pub is not in {email}'s login "
+                  f"profile yet: `up` imports it{as_user}")
+    wanted = profile.gce.user
+    return wanted if wanted and wanted in names else primary
+
+
+def _same_key(line: str, public: str) -> bool:
+    try:
+        return keys.parse_public_key(line)[:2] == keys.parse_public_key(public)[:2]
+    except ValueError:
+        return False
 
 
 def _instance_only(items: dict[str, str]) -> bool:

@@ -29,7 +29,7 @@ from support.gce import PROJECT, ZONE, existing_vm, gce_body
 from support.jupyter_venv import stack_venv, venv_bin
 from support.net import PortRange, port_closed
 from support.openssh import real_ssh
-from support.procs import alive, wait_gone
+from support.procs import alive, cmdline, wait_gone
 from support.pythons import without_venv
 from support.remote import Teardown, remote_servers, sandbox_profile, write_profiles
 
@@ -83,7 +83,8 @@ def chrome_allows_colab(isolated: Isolated) -> None:
 
 
 def assert_nothing_left(box: Sandbox, guard: Teardown, isolated: Isolated, *ports: int) -> None:
-    assert not wait_gone(box.remote_pids()), "remote processes left behind"
+    left = wait_gone(box.remote_pids())
+    assert not left, f"remote processes left behind: {[cmdline(pid)[:300] for pid in left]}"
     assert not [pid for pid in guard.ours() if alive(pid)], "local processes left behind"
     assert isolated.runtime_records == []
     for port in ports:
@@ -434,3 +435,73 @@ def test_gce_vm_checked_without_changing_it(dlvm: Any, gce_home: Path, isolated:
 def _key_installed(box: Sandbox, public: str) -> bool:
     assert box.sshd is not None
     return public.split()[1] in box.sshd.authorized_keys.read_text()
+
+
+def test_gce_links_before_ssh(compute: Any, gce_home: Path, isolated: Isolated,
+                              tmp_path: Path) -> None:
+    """The cloud stage alone (no VM answers SSH here): an instance that does not exist, with
+    and without a create section; OS Login's profile read for the key and the user; an IAP
+    tunnel whose gcloud refuses."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    gcloud = bin_dir / "gcloud"
+    gcloud.write_text("#!/bin/sh\necho \"ERROR: (gcloud.compute.start-iap-tunnel) Error while "
+                      "connecting [4033: 'not authorized'].\" >&2\nexit 1\n")
+    gcloud.chmod(0o755)
+    compute.add_instance(PROJECT, ZONE, "vm-oslogin", nat_ip=None, metadata={
+        "enable-oslogin": "TRUE"})
+    base = {"project": PROJECT, "zone": ZONE}
+    profiles = write_profiles(tmp_path / "profiles.yaml", {
+        "gone": {"gce": {**base, "instance": "vm-gone"}},
+        "made": {"gce": {**base, "instance": "vm-made", "create": {
+            "machine_type": "e2-small", "image": {"family": "debian-12",
+                                                  "project": "debian-cloud"}}}},
+        "oslogin": {"gce": {**base, "instance": "vm-oslogin", "account": "ada@example.com"}},
+    })
+    env = {**cli_env(), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    result = doctor("gone", "--profiles", str(profiles), env=env)
+    assert result.returncode == ExitCode.CLOUD == 8, describe(result)
+    assert line(result, "cloud", "credentials")[0] == "ok"
+    assert line(result, "cloud", "project") == ("ok", f"{PROJECT} answers")
+    status, detail = line(result, "cloud", "instance")
+    assert status == "FAILED" and "does not exist" in detail
+    result = doctor("made", "--profiles", str(profiles), env=env)
+    assert result.returncode == 0, describe(result)
+    assert "`up` creates it" in line(result, "cloud", "instance")[1]
+    result = doctor("oslogin", "--profiles", str(profiles), env=env)
+    assert result.returncode == ExitCode.UNREACHABLE, describe(result)
+    status, detail = line(result, "cloud", "ssh key")
+    assert status == "warning" and "OS Login" in detail and "ada@example.com" in detail
+    assert "logs in as ada_example_com" in detail
+    assert line(result, "reach", "address")[1].startswith("auto address: IAP")
+    status, detail = line(result, "reach", "iap")
+    assert status == "FAILED" and "4033: 'not authorized'" in detail
+    assert "roles/iap.tunnelResourceAccessor" in fix_after(result, "reach", "iap")
+    assert [c for c in compute.calls if c.method != "GET"] == []  # nothing written
+
+
+def test_interrupted_while_its_runtime_runs(
+        clean_remote: Sandbox, teardown: Teardown, isolated: Isolated,
+        tmp_path: Path) -> None:
+    """Ctrl-C while the short runtime is up: it is torn down all the same (exit 130)."""
+    box = clean_remote
+    port = PORTS.take()
+    profiles = teardown.add(write_profiles(tmp_path / "profiles.yaml",
+                                           {"sb": sandbox_profile(box, "sb", port)}))
+    proc = subprocess.Popen([sys.executable, "-m", "remote_runtime.cli", "doctor", "sb",
+                             "--profiles", str(profiles)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                            env=cli_env(), start_new_session=True)
+    try:
+        wait_until(lambda: remote_servers(box, port) or proc.poll() is not None, 120,
+                   "the short runtime's server")
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        os.killpg(proc.pid, signal.SIGINT)  # the terminal's Ctrl-C
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    assert "Traceback" not in err
+    assert_nothing_left(box, teardown, isolated, port)
