@@ -275,16 +275,19 @@ def check_chromium(walk: Walk, browser: Browser) -> None:
                   f"{label} (profile {where}) blocks {sites} from reaching this machine "
                   "(local network access): Colab fails to connect as if the runtime were "
                   "down",
-                  f"open {_settings_url(browser, origins[0])} and set Local network access "
-                  "to Allow (or: the tune icon left of the address on the Colab page > Site "
-                  "settings), then reload Colab")
-    elif asking:
-        walk.ok(STAGE, browser.name.lower(), f"{label}: Colab will ask to access this device "
-                "(local network access) when it first connects: click Allow; if it was "
-                f"dismissed, reset it at {_settings_url(browser, COLAB_ORIGINS[0])}")
+                  f"open {_settings_url(browser, origins[0])} and set its local network "
+                  "(device) access to Allow, or use the tune icon left of the address on the "
+                  "Colab page > Site settings; then reload Colab")
     else:
-        walk.ok(STAGE, browser.name.lower(), f"{label}: Colab may access this machine "
-                "(local network access allowed for both Colab origins)")
+        sites = {o: "allows" for _, o in allowed}
+        sites.update({o: "asks" for _, o in asking if o not in sites})
+        allows = [o.removeprefix("https://") for o, v in sorted(sites.items()) if v == "allows"]
+        asks = [o.removeprefix("https://") for o, v in sorted(sites.items()) if v == "asks"]
+        parts = ([f"local network access is allowed for {', '.join(allows)}"] if allows
+                 else []) + ([f"{', '.join(asks)} will ask to access this device when Colab "
+                              "first connects: click Allow (if it was dismissed, reset it at "
+                              f"{_settings_url(browser, 'https://' + asks[0])})"] if asks else [])
+        walk.ok(STAGE, browser.name.lower(), f"{label}: " + "; ".join(parts))
 
 
 # --- Firefox -------------------------------------------------------------------------------

@@ -128,7 +128,8 @@ def test_healthy_runtime_all_ok_and_nothing_left_running(
             assert "a kernel ran print(6 * 7) -> 42" in detail, describe(result)
     assert "started a short runtime" in line(result, "routes", "runtime")[1]
     assert "stopped the remote Jupyter server" in line(result, "routes", "teardown")[1]
-    assert "Colab may access this machine" in line(result, "browser", "chrome")[1]
+    assert line(result, "browser", "chrome")[1].endswith(
+        "local network access is allowed for colab.google.com, colab.research.google.com")
     assert "no broken link found" in result.stdout
     assert "Traceback" not in result.stderr
     assert_nothing_left(box, teardown, isolated, port)

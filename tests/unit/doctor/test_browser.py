@@ -78,7 +78,7 @@ def test_linux_edge_allowed_and_chromium_asking(tmp_path: Path) -> None:
     chrome_profile(config / "microsoft-edge", colab_patterns(ALLOW))
     checks = run(tmp_path, which={"chromium": "/usr/bin/chromium"})
     assert [(n, s) for n, s, _, _ in checks] == [("edge", OK), ("chromium", OK)]
-    assert "Colab may access this machine" in checks[0][2]
+    assert "local network access is allowed for colab.google.com, colab.research" in checks[0][2]
     assert "click Allow" in checks[1][2]  # installed, never used: it will ask
 
 
@@ -144,3 +144,14 @@ def test_windows_edge_blocked_points_at_edge_settings(tmp_path: Path) -> None:
     assert checks["edge"][1].startswith(
         "open edge://settings/content/siteDetails?site=https%3A%2F%2Fcolab")
     assert checks["firefox"][0] == OK
+
+
+def test_one_origin_allowed_the_other_still_asks(tmp_path: Path) -> None:
+    """As Chromium 156 writes it after one Colab origin was allowed (measured)."""
+    config = tmp_path / ".config"
+    chrome_profile(config / "chromium", {f"{COLAB}:443,*": ALLOW}, version="156.0.8078.114")
+    [(name, status, detail, _)] = run(tmp_path)
+    assert (name, status) == ("chromium", OK)
+    assert detail.startswith("Chromium 156.0.8078.114: local network access is allowed for "
+                             "colab.research.google.com; colab.google.com will ask")
+    assert "chrome://settings/content/siteDetails?site=https%3A%2F%2Fcolab.google.com" in detail
