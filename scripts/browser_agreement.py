@@ -12,8 +12,8 @@ whether the fetch went through, what Chromium wrote back to Preferences, and the
 Measured with Chromium 156.0.8078.114 (Debian 12), three runs: 5 of 5 cases agree in two;
 in one, the page of the 142-144 case loaded before Chromium's own startup migration of
 that setting (to loopback_network) had run, and was blocked once. With no entry, the
-headless browser (which cannot ask) denies, and records that as a block: what a user
-sees after dismissing the prompt.
+headless browser (which cannot ask) denies, and records that as a block, as a denied
+prompt is recorded (a headed Chrome asks).
 """
 
 from __future__ import annotations
