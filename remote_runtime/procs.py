@@ -50,6 +50,18 @@ def start_time(pid: int) -> float | None:
         return None
 
 
+def started_since_boot(pid: int) -> float | None:
+    """When `pid` started, in seconds since boot; None where it cannot be known.
+
+    Unlike `start_time`, this does not move when the wall clock is stepped (both
+    psutil values move together), so it identifies a process across clock changes.
+    """
+    try:
+        return float(psutil.Process(pid).create_time()) - float(psutil.boot_time())
+    except (psutil.Error, OSError):
+        return None
+
+
 def cmdline(pid: int) -> list[str]:
     """The command line of `pid`; empty when it is gone or not readable."""
     try:

@@ -4,7 +4,9 @@ Data flows one way: profile -> endpoint -> SSH session -> remote server
 (port, token) -> local forwarder on the same port -> health report -> state
 record. `Runtime.start()` runs in phases; each phase that acquires something
 pushes the step that undoes it, and `Runtime.close()` replays those steps in
-reverse on every exit path and says what it did.
+reverse on every exit path and says what it did. A `close()` that begins while
+`start()` still runs in another thread (a supervisor told to stop during a VM
+start) cancels it and waits for it first, so nothing is acquired after teardown.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from . import health, jupyter, ports, providers, provision, redact, ssh, state
+from . import health, jupyter, ports, procs, providers, provision, redact, ssh, state
 from .errors import (
+    ExitCode,
     HealthCheckError,
     PreemptedError,
     RemoteRuntimeError,
@@ -34,6 +37,16 @@ from .options import Progress, UpOptions, quiet
 from .profiles import Profile
 from .provision import ServerStack
 from .remote import Probe, RemoteHost, ServerHandle
+
+# How long close() waits for a cancelled start() in another thread to unwind (a VM
+# start or stop operation in flight is waited for: the Compute API cannot cancel it).
+START_CANCEL_TIMEOUT = 150.0
+
+
+class StartCancelled(RemoteRuntimeError):
+    """Teardown began before the runtime was up."""
+
+    exit_code = ExitCode.INTERRUPTED
 
 
 @dataclass
@@ -98,7 +111,7 @@ class Runtime(Resource):
     ):
         self.profile = profile
         self.options = options or UpOptions()
-        self.progress = progress
+        self._report = progress
         self.prompter = prompter
         self.detached = detached
         self.on_disconnect = "lease" if detached else "stop"
@@ -119,23 +132,42 @@ class Runtime(Resource):
         self._preempted = ""
         self._closed = False
         self._close_lock = threading.Lock()
+        self._cancelled = threading.Event()
+        self._start_done = threading.Event()
+        self._start_done.set()  # no start() under way
+        self._start_thread: threading.Thread | None = None
+        self._gave_up_waiting = False
+
+    def progress(self, message: str) -> None:
+        """Report progress; while a cancelled start() runs, stop it here instead."""
+        if self._cancelled.is_set() and not self._start_done.is_set():
+            raise StartCancelled("stopped before the runtime was up")
+        self._report(message)
 
     # --- start, in phases ------------------------------------------------------------
 
     def start(self) -> RuntimeInfo:
         """Bring the runtime up; on failure the caller's close() undoes each phase done."""
         self._started = True
-        deadline = time.monotonic() + self.options.timeout
-        self._claim_record()
-        endpoint = self._prepare_target()
-        self._connect(endpoint)
-        probe, server_stack, wanted, explicit = self._prepare_remote()
-        port, notes = self._bind_forwarder(probe, wanted, explicit)
-        self._start_server(probe, port, server_stack)
-        self._start_heartbeat()
-        self._undo.push(self._stop_heartbeat)
-        report = self._check_health(port, deadline, server_stack.routes)
-        return self._publish(endpoint, port, server_stack, report, notes)
+        self._start_thread = threading.current_thread()
+        self._start_done.clear()
+        try:
+            # Every phase below reports progress first: a cancelled start stops there.
+            deadline = time.monotonic() + self.options.timeout
+            self._claim_record()
+            endpoint = self._prepare_target()
+            self._connect(endpoint)
+            probe, server_stack, wanted, explicit = self._prepare_remote()
+            port, notes = self._bind_forwarder(probe, wanted, explicit)
+            self._start_server(probe, port, server_stack)
+            self._start_heartbeat()
+            self._undo.push(self._stop_heartbeat)
+            report = self._check_health(port, deadline, server_stack.routes)
+            return self._publish(endpoint, port, server_stack, report, notes)
+        finally:
+            self._start_done.set()
+            if self._gave_up_waiting:  # close() did not wait this long: release the rest
+                self._undo.unwind()
 
     def _claim_record(self) -> None:
         """Claimed before any work: a second `up` of the same name is refused, and
@@ -146,6 +178,7 @@ class Runtime(Resource):
             run_id="", target=profile.target, profiles_path=str(profile.source),
             detached=self.detached, log_path=self.log_path, phase="starting",
             profile=profile.base,
+            owner_started=procs.started_since_boot(os.getpid()),
         )
         state.claim(record)
         self._record = record
@@ -342,7 +375,9 @@ class Runtime(Resource):
         return ""
 
     def abort(self) -> None:
-        """From another thread: make a running start() fail fast."""
+        """From another thread: make a running start() fail fast (its next progress
+        line, phase or SSH call raises; a VM start stops waiting at its next poll)."""
+        self._cancelled.set()
         if self.provider is not None:
             self.provider.abort()
         if self.session is not None:
@@ -379,7 +414,14 @@ class Runtime(Resource):
             if self._closed:
                 return []
             self._closed = True
-        return self._undo.unwind()
+        done: list[str] = []
+        if not self._start_done.is_set() and self._start_thread is not threading.current_thread():
+            self.abort()
+            if not self._start_done.wait(START_CANCEL_TIMEOUT):
+                self._gave_up_waiting = True
+                done.append(f"the start did not stop within {START_CANCEL_TIMEOUT:.0f}s; "
+                            "tearing down what it had acquired so far")
+        return done + self._undo.unwind()
 
     def _stop_heartbeat(self) -> list[str]:
         if self.heartbeat is not None:

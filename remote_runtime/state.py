@@ -48,6 +48,8 @@ class Record:
     ended: str = ""  # why a runtime that is no longer up ended (e.g. its VM was preempted)
     stack: str = "classic"  # the server stack, and the Colab routes it serves
     routes: list[str] = field(default_factory=lambda: ["websocket", "cors"])
+    # When the owner started, in seconds since boot: identifies it across clock steps.
+    owner_started: float | None = None
     version: int = VERSION
 
     @property
@@ -58,12 +60,17 @@ class Record:
 
     @property
     def alive(self) -> bool:
-        """The owner still runs: the PID is alive AND started before the record
-        was written (a recycled PID belongs to a younger process)."""
+        """The owner still runs: the PID is alive AND is the process that wrote the
+        record (a recycled PID belongs to a younger process). Compared in time since
+        boot, so a step of the wall clock never makes a live owner look stale."""
         if not procs.alive(self.pid):
             return False
-        started = procs.start_time(self.pid)
-        return started is None or started <= self.since + 2.0
+        if self.owner_started is not None:
+            started = procs.started_since_boot(self.pid)
+            return started is None or abs(started - self.owner_started) < 1.0
+        # A record from before owner_started: the PID must be older than the record.
+        wall = procs.start_time(self.pid)
+        return wall is None or wall <= self.since + 2.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,14 +83,21 @@ def runtimes_dir() -> Path:
 
 @contextlib.contextmanager
 def locked() -> Iterator[None]:
-    """Serialize state changes across processes."""
-    lock_path = runtimes_dir() / ".lock"
-    lock = filelock.FileLock(lock_path, timeout=LOCK_TIMEOUT, mode=0o600)
+    """Serialize state changes across processes.
+
+    Raises:
+        StateError: the lock is still held after LOCK_TIMEOUT, or the state directory
+            cannot be written (full disk, read-only).
+    """
     try:
+        lock_path = runtimes_dir() / ".lock"
+        lock = filelock.FileLock(lock_path, timeout=LOCK_TIMEOUT, mode=0o600)
         lock.acquire()
-    except filelock.Timeout:
+    except filelock.Timeout:  # (a TimeoutError, so an OSError: caught first)
         raise StateError(f"{lock_path}: still locked after {LOCK_TIMEOUT:.0f}s",
                          hint="another remote-runtime command holds it; try again") from None
+    except OSError as exc:
+        raise _unwritable(exc) from None
     try:
         yield
     finally:
@@ -94,8 +108,23 @@ def _path(name: str) -> Path:
     return runtimes_dir() / f"{name}.json"
 
 
+def _unwritable(exc: OSError) -> StateError:
+    return StateError(f"cannot write the state directory {paths.state_dir()}: "
+                      f"{exc.strerror or exc}",
+                      hint="free some disk space, or make the directory writable")
+
+
 def write(record: Record) -> None:
-    write_private(_path(record.name), json.dumps(record.to_dict(), indent=1, sort_keys=True))
+    """Write `record` atomically (a temp file renamed over the old one).
+
+    Raises:
+        StateError: the state directory cannot be written (full disk, read-only).
+    """
+    data = json.dumps(record.to_dict(), indent=1, sort_keys=True)
+    try:
+        write_private(_path(record.name), data)
+    except OSError as exc:
+        raise _unwritable(exc) from None
 
 
 def write_private(path: Path, data: str) -> None:
@@ -111,7 +140,8 @@ def write_private(path: Path, data: str) -> None:
             os.fsync(handle.fileno())
         _replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise
 
 

@@ -11,6 +11,10 @@ backoff while the local port stays bound and the remote server keeps running
 under its lease. A stop request from `down` (`stops`, every OS) or a stopping
 signal (SIGTERM, SIGHUP, SIGINT on POSIX; SIGINT, SIGBREAK on Windows) makes it
 tear down through the same `finally` as the foreground.
+
+Once up, its log and state-record writes are best effort: a full disk or a
+read-only state directory must not end a runtime the user is working in. A
+failing write is said once (in the log, when it can be written again).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from .errors import (
     ExitCode,
     RemoteRuntimeError,
     SSHError,
+    StateError,
 )
 from .options import Progress, Step, UpOptions
 from .profiles import Profile
@@ -47,16 +52,60 @@ def log_path(name: str) -> Path:
     return paths.ensure_private_dir(paths.log_dir()) / f"{name}.log"
 
 
+class _Log:
+    """The supervisor's log file, written line by line, best effort.
+
+    A line that cannot be written (disk full, directory read-only) is dropped, not
+    kept in memory; the next line that can be written first says how many were lost,
+    since when and why, once per such stretch.
+    """
+
+    def __init__(self, name: str):
+        self._fd: int | None = None
+        self._lost = 0
+        self._since = ""
+        self._why = ""
+        try:
+            self._fd = os.open(log_path(name), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as exc:
+            self._failed(exc)
+
+    def write(self, text: str) -> None:
+        line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {text}\n"
+        if self._fd is None:
+            return
+        try:
+            if self._lost:
+                os.write(self._fd, (f"{time.strftime('%Y-%m-%dT%H:%M:%S')} log: {self._lost} "
+                                    f"line(s) could not be written since {self._since} "
+                                    f"({self._why}); the runtime kept running\n").encode())
+                self._lost = 0
+            os.write(self._fd, line.encode())
+        except OSError as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        if not self._lost:
+            self._since = time.strftime("%Y-%m-%dT%H:%M:%S")
+            self._why = exc.strerror or str(exc)
+        self._lost += 1
+
+    def close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+
 class _Channel:
     """The supervisor's voice: JSON lines to the parent until ready, then the log."""
 
-    def __init__(self, stdout: IO[str], log: IO[str]):
+    def __init__(self, stdout: IO[str], log: _Log):
         self.stdout: IO[str] | None = stdout
         self.log = log
 
     def _log(self, text: str) -> None:
-        self.log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {text}\n")
-        self.log.flush()
+        self.log.write(text)
 
     def progress(self, message: str) -> None:
         if isinstance(message, Step):  # counted steps: the parent draws them, the log
@@ -137,7 +186,7 @@ def supervise(profile: Profile, options: UpOptions, *, relay_prompts: bool = Fal
 
     for sig in (signal.SIGINT, *procs.stopping_signals()):
         signal.signal(sig, on_signal)
-    log_file = log_path(profile.name).open("a", encoding="utf-8")
+    log_file = _Log(profile.name)
     channel = _Channel(sys.stdout, log_file)
     prompter = _RelayPrompter(channel, sys.stdin) if relay_prompts else None
     runtime = Runtime(profile, options, progress=channel.progress, detached=True,
@@ -186,10 +235,8 @@ def _start_interruptibly(runtime: Runtime, stop: threading.Event) -> RuntimeInfo
     thread.start()
     while thread.is_alive():
         if stop.wait(0.2):
-            # Cut the connection so start() fails fast, let it unwind, then the
-            # caller's close() releases whatever it had acquired.
-            runtime.abort()
-            thread.join(timeout=60)
+            # The caller's close() cancels start() (cuts the connection, stops waiting
+            # for a VM), waits for it to unwind, then releases what it had acquired.
             return None
     if "error" in result:
         raise result["error"]
@@ -201,6 +248,7 @@ def keep_alive(runtime: Runtime, stop: threading.Event, note: Callable[[str], No
     """Wait until stopped; on a lost connection reconnect with backoff until the
     remote server's lease would have run out."""
     lease = runtime.profile.jupyter.lease_seconds
+    reconnects = 0
     while not stop.is_set():
         try:
             runtime.wait(stop)
@@ -219,10 +267,8 @@ def keep_alive(runtime: Runtime, stop: threading.Event, note: Callable[[str], No
                 stop.wait(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
                 continue
-            record = state.get(runtime.profile.name)
-            count = (record.reconnects if record else 0) + 1
-            state.update(runtime.profile.name, reconnects=count)
-            note(f"reconnected (reconnect #{count})")
+            reconnects = _count_reconnect(runtime.profile.name, reconnects, note)
+            note(f"reconnected (reconnect #{reconnects})")
             break
 
 
@@ -244,6 +290,17 @@ def _answer(process: subprocess.Popen[str], prompter: Prompter | None,
         process.stdin.flush()
     except OSError:
         pass  # the supervisor is gone; its error line (or exit) follows
+def _count_reconnect(name: str, before: int, note: Callable[[str], None]) -> int:
+    """Record one more reconnect; best effort (a full disk must not end the runtime)."""
+    count = before + 1
+    try:
+        record = state.get(name)
+        count = max(before, record.reconnects if record else 0) + 1
+        state.update(name, reconnects=count)
+    except (OSError, StateError) as exc:
+        note(f"could not update the state record ({getattr(exc, 'message', exc)}); "
+             "the runtime keeps running; `list` may show an older reconnect count")
+    return count
 
 
 def spawn(name: str, profiles_path: Path, options: UpOptions,
@@ -258,11 +315,18 @@ def spawn(name: str, profiles_path: Path, options: UpOptions,
             "--profiles", str(profiles_path), "--options", options.to_json()]
     if prompter is not None:
         argv.append("--relay-prompts")
-    log = log_path(name)
-    with log.open("a", encoding="utf-8") as err:
+    try:
+        log = log_path(name)
+        err: IO[str] | int = log.open("a", encoding="utf-8")
+    except OSError:  # the supervisor's claim of the state dir says what is wrong
+        log, err = paths.log_dir() / f"{name}.log", subprocess.DEVNULL
+    try:
         process = _start_detached(
             argv, stdin=subprocess.PIPE if prompter is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=err, text=True)
+    finally:
+        if not isinstance(err, int):
+            err.close()
     assert process.stdout is not None
     owner = process.pid
     try:
@@ -273,23 +337,13 @@ def spawn(name: str, profiles_path: Path, options: UpOptions,
                 continue
             if "started" in message:
                 owner = int(message["started"])
-            elif "prompt" in message or "show" in message:
-                _answer(process, prompter, message)
-            elif "step" in message:
-                progress(Step(**message["step"]))
-            elif "progress" in message:
-                progress(str(message["progress"]))
             elif "ready" in message:
                 info: dict[str, Any] = message["ready"]
                 info["pid"] = owner
                 info["log"] = str(log)
                 return info
-            elif "error" in message:
-                error = RemoteRuntimeError(message["error"], hint=message.get("hint"),
-                                           details=message.get("details"))
-                error.exit_code = ExitCode(message.get("exit_code", ExitCode.ERROR))
-                process.wait(timeout=120)
-                raise error
+            else:
+                _relay(message, process, progress, prompter)
         status = process.wait(timeout=120)
         raise RemoteRuntimeError(f"the supervisor exited ({status}) before the runtime was up",
                                  hint=f"see {log}")
@@ -301,6 +355,23 @@ def spawn(name: str, profiles_path: Path, options: UpOptions,
         if process.stdin is not None:
             with contextlib.suppress(OSError):
                 process.stdin.close()
+
+
+def _relay(message: dict[str, Any], process: subprocess.Popen[str], progress: Progress,
+           prompter: Prompter | None) -> None:
+    """One message of a starting supervisor: a question, progress, or its error (raised)."""
+    if "prompt" in message or "show" in message:
+        _answer(process, prompter, message)
+    elif "step" in message:
+        progress(Step(**message["step"]))
+    elif "progress" in message:
+        progress(str(message["progress"]))
+    elif "error" in message:
+        error = RemoteRuntimeError(message["error"], hint=message.get("hint"),
+                                   details=message.get("details"))
+        error.exit_code = ExitCode(message.get("exit_code", ExitCode.ERROR))
+        process.wait(timeout=120)
+        raise error
 
 
 def _stop_starting(name: str, pid: int, process: subprocess.Popen[str]) -> None:

@@ -7,18 +7,20 @@
 
 The forwarder's SSH connection is made by remote_runtime.ssh.connect, the code
 `remote-runtime up` uses. Tuning knobs for experiments (not used by the default
-benchmark run): --window, --packet, --socket-read, --no-chunk-buffer.
+benchmark run): --window, --packet, --socket-read.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import os
 import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The package of this checkout, or of another one (bench.py --before sets BENCH_TREE).
+sys.path.insert(0, os.environ.get("BENCH_TREE") or str(Path(__file__).resolve().parent.parent))
 
 import paramiko
 import sshtunnel
@@ -41,17 +43,21 @@ def _connect(args: argparse.Namespace) -> tuple[ssh.Session, paramiko.Transport]
     """The tool's own connection code: strict host key, AES-GCM first, TCP_NODELAY,
     read-ahead socket, exactly as `remote-runtime up` connects."""
     known = Path(tempfile.mkdtemp(prefix="bench-known-")) / "known_hosts"
-    known.write_text(f"[127.0.0.1]:{args.ssh_port} {args.host_key_line}\n")
-    session = ssh.connect(Endpoint(host="127.0.0.1", port=args.ssh_port, user=args.user,
-                                   identity_file=Path(args.key), known_hosts=known))
+    if args.proxy_command:
+        known.write_text(f"127.0.0.1 {args.host_key_line}\n")
+        endpoint = Endpoint(host="127.0.0.1", user=args.user, identity_file=Path(args.key),
+                            known_hosts=known, proxy_command=args.proxy_command)
+    else:
+        known.write_text(f"[127.0.0.1]:{args.ssh_port} {args.host_key_line}\n")
+        endpoint = Endpoint(host="127.0.0.1", port=args.ssh_port, user=args.user,
+                            identity_file=Path(args.key), known_hosts=known)
+    session = ssh.connect(endpoint)
     return session, session.transport
 
 
 def run_forwarder(args: argparse.Namespace) -> None:
     if args.window:
         forwarder.WINDOW_SIZE = args.window
-        forwarder.CHANNEL_READ_SIZE = 2 * args.window
-    forwarder.CHUNK_BUFFER = args.chunk_buffer
     if args.socket_read:
         forwarder.SOCKET_READ_SIZE = args.socket_read
     if args.packet:
@@ -90,7 +96,8 @@ def run_sshtunnel(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--impl", choices=["forwarder", "sshtunnel"], required=True)
-    parser.add_argument("--ssh-port", type=int, required=True)
+    parser.add_argument("--ssh-port", type=int)
+    parser.add_argument("--proxy-command", help="reach sshd through this command instead")
     parser.add_argument("--user", required=True)
     parser.add_argument("--key", required=True)
     parser.add_argument("--host-key-line", required=True)
@@ -98,7 +105,6 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=0)
     parser.add_argument("--packet", type=int, default=0)
     parser.add_argument("--socket-read", type=int, default=0)
-    parser.add_argument("--chunk-buffer", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
     if args.impl == "forwarder":
         run_forwarder(args)

@@ -2,7 +2,10 @@
 
 The monitor owns the server: it stops it (and every kernel it started) when
 asked, when the lease is not renewed for `lease_seconds`, or - when started
-with on_disconnect=stop - as soon as the channel that started it closes."""
+with on_disconnect=stop - as soon as the channel that started it closes.
+
+Deadlines and the lease run on the monotonic clock: a step of the wall clock
+(NTP, a VM resumed) must neither expire a live lease nor keep a dead one."""
 
 import json
 import os
@@ -59,16 +62,48 @@ def stop_server(server, log):
     family = descendants(server.pid)
     log("stopping server %d and %d child process(es)" % (server.pid, len(family)))
     signal_all([server.pid], signal.SIGTERM)
-    deadline = time.time() + 10
-    while time.time() < deadline and server.poll() is None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and server.poll() is None:
         time.sleep(0.1)
     if server.poll() is None:
         signal_all([server.pid], signal.SIGKILL)
         server.wait()
-    deadline = time.time() + 5
-    while time.time() < deadline and any(alive(p) for p in family):
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(alive(p) for p in family):
         time.sleep(0.1)
     signal_all([p for p in family if alive(p)], signal.SIGKILL)
+
+
+class Lease:
+    """A lease renewed by touching its file. A renewal is any change of the file's
+    times (whatever the wall clock says they are); how long ago the last one was is
+    measured on the monotonic clock, by the monitor that watches it."""
+
+    def __init__(self, path, seconds):
+        self.path = path
+        self.seconds = seconds
+        self.seen = self._stamp()
+        self.renewed = time.monotonic()
+
+    def _stamp(self):
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+    def idle(self):
+        """Seconds since the last renewal (infinite once the file is gone)."""
+        stamp = self._stamp()
+        if stamp is None:
+            return float("inf")
+        if stamp != self.seen:
+            self.seen = stamp
+            self.renewed = time.monotonic()
+        return time.monotonic() - self.renewed
+
+    def expired(self):
+        return self.idle() > self.seconds
 
 
 def monitor(config, directory):
@@ -92,7 +127,7 @@ def monitor(config, directory):
              "started": time.time()}
     write_json(os.path.join(directory, "state.json"), state)
     log("server %d started on port %d" % (server.pid, config["port"]))
-    lease_file = os.path.join(directory, "lease")
+    lease = Lease(os.path.join(directory, "lease"), config["lease_seconds"])
     stop_file = os.path.join(directory, "stop")
     activity = idle_stop.Activity(config, directory)
     reason = None
@@ -104,13 +139,8 @@ def monitor(config, directory):
         elif os.path.exists(stop_file):
             with open(stop_file) as handle:
                 reason = handle.read().strip() or "stop requested"
-        else:
-            try:
-                idle = time.time() - os.stat(lease_file).st_mtime
-            except OSError:
-                idle = float("inf")
-            if idle > config["lease_seconds"]:
-                reason = "lease expired (%.0fs without renewal)" % idle
+        elif lease.expired():
+            reason = "lease expired (%.0fs without renewal)" % lease.idle()
     log("stopping: " + reason)
     if server.poll() is None:
         stop_server(server, log)
@@ -141,11 +171,11 @@ class StdinLines:
 
     def next(self, timeout):
         """One line without its newline; None on timeout; raises EOFError at the end."""
-        deadline = time.time() + timeout
+        deadline = time.monotonic() + timeout
         while b"\n" not in self.pending:
             if self.eof:
                 raise EOFError
-            left = deadline - time.time()
+            left = deadline - time.monotonic()
             if left <= 0 or not select.select([self.fd], [], [], left)[0]:
                 return None
             chunk = os.read(self.fd, 65536)
@@ -194,8 +224,8 @@ def request_stop(directory, reason, wait=True):
         handle.write(reason)
     if not wait:
         return 0
-    deadline = time.time() + 30
-    while time.time() < deadline:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
         state = read_state(directory) or {}
         if "stopped" in state and not alive(state["monitor_pid"]):
             emit({"stopped": True, "reason": state.get("reason")})
@@ -225,9 +255,9 @@ def cmd_start(args):
                       for a in config["argv"]]
     touch(os.path.join(directory, "lease"))
     daemonize(config, directory)
-    deadline = time.time() + 15
+    deadline = time.monotonic() + 15
     state = None
-    while time.time() < deadline and state is None:
+    while time.monotonic() < deadline and state is None:
         state = read_state(directory)
         time.sleep(0.05)
     if state is None:

@@ -59,8 +59,7 @@ progress = ProgressView(lambda: err)
 def _teardown(runtime: Runtime) -> None:
     """Close the runtime where no signal can cut the teardown short; say what was done."""
     progress.finish()
-    with interrupts.shielded(
-            lambda: err.print(render.text(("tearing down, please wait...", "yellow")))):
+    with interrupts.shielded(_tearing_down):
         done = runtime.close()
     for line in done:
         progress(line)
@@ -99,34 +98,46 @@ def _hold_foreground(runtime: Runtime, *, as_json: bool) -> None:
     failure; always tear down."""
     stop = threading.Event()
     failure: RemoteRuntimeError | None = None
-    interrupted_early = False
-    try:
-        with interrupts.terminate_as_interrupt(runtime.profile.name):
+    up = interrupted_early = False
+    with interrupts.holding(_tearing_down, runtime.profile.name) as signals:
+        try:
             try:
                 data = runtime.start().to_dict(show_token=True)
-            except KeyboardInterrupt:
-                interrupted_early = True
+                up = True
+                if as_json:  # a Ctrl-C while the URL prints is a normal stop too
+                    out.print_json(json.dumps(data))
+                else:
+                    render.up(out, data, detached=False)
+                sys.stdout.flush()
+                runtime.wait(stop)
+                if runtime.ended:
+                    err.print(runtime.ended)
+            finally:
+                signals.shield()
+        except KeyboardInterrupt:
+            if up:
+                err.print()
+                err.print("stopping...")
             else:
-                try:  # a Ctrl-C while the URL prints is a normal stop too
-                    if as_json:
-                        out.print_json(json.dumps(data))
-                    else:
-                        render.up(out, data, detached=False)
-                    sys.stdout.flush()
-                    runtime.wait(stop)
-                    if runtime.ended:
-                        err.print(runtime.ended)
-                except KeyboardInterrupt:
-                    err.print()
-                    err.print("stopping...")
-                except RemoteRuntimeError as exc:
-                    failure = exc
-    finally:
-        _teardown(runtime)
+                interrupted_early = True
+        except RemoteRuntimeError as exc:  # raised once torn down
+            failure = exc
+        finally:
+            _teardown(runtime)
     if failure is not None:
         raise failure
     if interrupted_early:
         raise typer.Exit(ExitCode.INTERRUPTED)
+
+
+def _tearing_down() -> None:
+    """What a signal during teardown prints: once, however many signals come."""
+    if not _said_tearing_down:
+        _said_tearing_down.append(True)
+        err.print(render.text(("tearing down, please wait...", "yellow")))
+
+
+_said_tearing_down: list[bool] = []
 
 
 @app.command("list")
@@ -225,14 +236,16 @@ def run_command(
     options = UpOptions(port=port, timeout=timeout, accept_new_host_key=accept_new_host_key)
     runtime = Runtime(profile, options, progress=progress, prompter=terminal_prompter())
     status_code: int = ExitCode.INTERRUPTED
-    try:
-        with interrupts.terminate_as_interrupt(profile.name):
+    with interrupts.holding(_tearing_down, profile.name) as signals:
+        try:
             try:
                 status_code = command.run(runtime, argv, progress)
-            except KeyboardInterrupt:  # before the command started
-                status_code = ExitCode.INTERRUPTED
-    finally:
-        _teardown(runtime)
+            finally:
+                signals.shield()
+        except KeyboardInterrupt:  # before the command started
+            status_code = ExitCode.INTERRUPTED
+        finally:
+            _teardown(runtime)
     raise typer.Exit(status_code)
 
 

@@ -75,7 +75,7 @@ def up(out: Console, info: dict[str, Any], *, detached: bool) -> None:
 
 
 def _age(since: float) -> str:
-    seconds = int(time.time() - since)
+    seconds = max(0, int(time.time() - since))  # a clock stepped back: not negative
     if seconds < 120:
         return f"{seconds}s"
     if seconds < 7200:

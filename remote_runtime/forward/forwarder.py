@@ -1,38 +1,36 @@
 """Local port forwarding over one paramiko transport: our own `ssh -L`.
 
 A `Forwarder` listens on loopback only (127.0.0.1, and ::1 when the machine has
-it) and opens one ``direct-tcpip`` channel per accepted connection. Each
-connection is served by two threads, one per direction, each doing blocking
-reads and writes: that keeps both directions flowing at once and needs no
-``select`` (which would cost a pipe per channel and syscalls per packet).
+it) and opens one ``direct-tcpip`` channel per accepted connection.
 
-Flow control is paramiko's: a channel only grants the server more window as we
-read from it, so a slow local client throttles the remote sender. We always
-read everything the channel has buffered in one call, and swap paramiko's
-receive byte array for a list of the received chunks, which saves two copies of
-every byte (about a fifth of the CPU per GB; see BENCHMARK.md). The rest of the
-cost is paramiko's transport thread, which we leave alone.
+Like OpenSSH's client, it runs one event loop for every connection: one thread
+(`forwarder-PORT`) accepts, reads the clients and sends everything that goes to
+the server, with non-blocking sockets; paramiko's transport thread writes what the
+server sends straight to the clients (`connection` says who does what, `hooks` how
+we hook into paramiko). So a new connection costs no thread, a request and its
+answer cross two threads (as in OpenSSH: two wake-ups), and each channel's
+messages leave from one thread in order, never after its CLOSE, which is what
+keeps OpenSSH's sshd from ending the session (DESIGN.md fact 13).
 
-The parts: `listen` binds the loopback listeners, `connection` pumps one
-connection, `buffer` is the chunk list. The tuning constants
-below are read here, at use, so scripts/bench_tunnel.py can set them.
+The tuning constants below are read at use, so scripts/bench_tunnel.py can set them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import selectors
 import socket
 import threading
 import time
+from typing import Any
 
 import paramiko
 
 from ..lifecycle import Resource
-from .buffer import use_chunk_buffer
-from .connection import Connection, disable_nagle
+from .connection import Connection, Settings
+from .hooks import TransportHooks
 from .listen import bind_listeners, check_loopback
+from .poller import READ, make_poller
 
 log = logging.getLogger(__name__)
 
@@ -41,23 +39,23 @@ log = logging.getLogger(__name__)
 # of what we tried; OpenSSH's sshd sends at most 32 KiB per packet anyway.
 WINDOW_SIZE = 2 * 1024 * 1024
 MAX_PACKET_SIZE = 32 * 1024
-# Largest read from the local socket (cut into 32 KiB packets). Above 128 KiB every
-# recv() maps and unmaps a fresh buffer: 256 KiB cost ~20 us per read, 64 KiB ~2 us.
+# Largest read from a client socket (cut into packets). Above 128 KiB every recv()
+# maps and unmaps a fresh buffer: 256 KiB cost ~20 us per read, 64 KiB ~2 us.
 SOCKET_READ_SIZE = 64 * 1024
-# Larger than the window, so one read drains the channel's buffer completely.
-CHANNEL_READ_SIZE = 2 * WINDOW_SIZE
-# Keep received data as chunks instead of paramiko's byte array (fewer copies).
-CHUNK_BUFFER = True
 # How long the remote side may take to accept or refuse a new channel.
 OPEN_TIMEOUT = 30.0
-# Upper bound on the time close() waits for the threads to finish.
+# Upper bound on the time close() waits for the loop to finish.
 CLOSE_TIMEOUT = 5.0
-# Pause after an accept() error such as EMFILE, which would otherwise repeat at once.
+# Pause accepting after an accept() error such as EMFILE, which would repeat at once.
 ACCEPT_ERROR_PAUSE = 0.1
-# Connections accepted per wake-up of the accept loop before it looks at close() again.
+# Connections accepted per wake-up before the loop looks at the others again.
 ACCEPT_BATCH = 64
+# How often the loop looks for channels that were never answered.
+TICK = 1.0
 # Addresses a listener binds when bind_hosts is not given.
 DEFAULT_BIND_HOSTS = ("127.0.0.1", "::1")
+
+_WAKE = "wake"
 
 
 class Forwarder(Resource):
@@ -66,7 +64,7 @@ class Forwarder(Resource):
     Connections to ``bind_hosts``:``port`` on this machine are forwarded through
     ``transport`` to ``remote_host``:``remote_port`` as seen from the SSH server.
     It is a context manager: entering starts it, leaving closes it and waits for
-    its threads.
+    its thread.
 
     Attributes:
         port: the local port (the one bound, if 0 was asked for).
@@ -74,7 +72,7 @@ class Forwarder(Resource):
         active_connections: connections currently being served.
         total_connections: connections accepted since start.
         failed_connections: connections whose channel could not be opened
-            (the remote refused it, or the transport is gone).
+            (the remote refused it, did not answer, or the transport is gone).
     """
 
     def __init__(
@@ -119,12 +117,18 @@ class Forwarder(Resource):
         self.total_connections = 0
         self.failed_connections = 0
         self._transport = transport
+        self._hooks: TransportHooks | None = None
         self._lock = threading.RLock()  # re-entrant: close() may run in a signal handler
         self._listeners: list[socket.socket] = []
         self._connections: set[Connection] = set()
-        self._accept_thread: threading.Thread | None = None
+        self._selector: Any = None  # a poller (forward.poller)
+        self._thread: threading.Thread | None = None
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
+        self._woken: list[Connection] = []
+        self._wake_sent = False
+        self._loop_done = False
+        self._accept_paused_until = 0.0
         self._started = False
         self._closing = False
 
@@ -137,7 +141,7 @@ class Forwarder(Resource):
             return len(self._connections)
 
     def start(self) -> None:
-        """Bind every bind host and start accepting connections.
+        """Bind every bind host and start the loop.
 
         Raises:
             PortInUseError: the port is taken on 127.0.0.1 (or on ::1 where it exists).
@@ -148,7 +152,8 @@ class Forwarder(Resource):
             if self._started or self._closing:
                 raise RuntimeError("a Forwarder can only be started once")
             self._started = True
-            disable_nagle(self._transport)
+            self._use(self._transport)
+            selector = make_poller()
             try:
                 port, listeners = bind_listeners(self.bind_hosts, self.port)
                 self._listeners.extend(listener for _, listener in listeners)
@@ -157,14 +162,19 @@ class Forwarder(Resource):
                 self._wake_r, self._wake_w = socket.socketpair()
                 self._wake_r.setblocking(False)
                 self._wake_w.setblocking(False)
+                selector.register(self._wake_r.fileno(), READ, _WAKE)
+                for listener in self._listeners:
+                    listener.setblocking(False)
+                    selector.register(listener.fileno(), READ, listener)
+                self._selector = selector
                 thread = threading.Thread(
-                    target=self._accept_loop,
-                    name=f"forwarder-accept-{self.port}",
-                    daemon=True,
+                    target=self._run, name=f"forwarder-{self.port}", daemon=True
                 )
                 thread.start()
-                self._accept_thread = thread
+                self._thread = thread
             except BaseException:
+                selector.close()
+                self._selector = None
                 self._close_listeners()
                 self._close_wakeup()
                 self.bound.clear()
@@ -177,104 +187,152 @@ class Forwarder(Resource):
 
         The listeners stay bound; connections already open keep their old channel.
         """
-        disable_nagle(transport)
         with self._lock:
-            self._transport = transport
+            self._use(transport)
 
     def close(self) -> None:
-        """Stop listening, end every connection and wait (bounded) for all threads.
+        """Stop listening, end every connection and wait (bounded) for the loop.
 
         Idempotent, and safe to call from a signal handler or while the transport
-        is dead or hung: channels are closed by a helper thread, and the wait for
-        threads is bounded by a few seconds.
+        is dead or hung: the loop does the work and is waited for a few seconds at most.
         """
         with self._lock:
             if self._closing:
                 return
             self._closing = True
-            accept_thread = self._accept_thread
-            connections = list(self._connections)
-        deadline = time.monotonic() + CLOSE_TIMEOUT
-        self._wake_accept_loop()
-        current = threading.current_thread()
-        if accept_thread is not None and accept_thread is not current:
-            accept_thread.join(max(0.0, deadline - time.monotonic()))
-        # The accept loop closes them in `finally`; this covers a loop that never ran.
+            thread = self._thread
+        if thread is None:
+            self._close_listeners()
+            self._close_wakeup()
+            return
+        self._wake_loop()
+        if thread is not threading.current_thread():
+            thread.join(CLOSE_TIMEOUT)
+        if thread.is_alive():
+            log.warning("forwarder on port %d: its loop is still running", self.port)
+            self._close_listeners()  # free the port anyway
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _use(self, transport: paramiko.Transport) -> None:
+        self._transport = transport
+        self._hooks = TransportHooks.install(transport)
+        _disable_nagle(transport)
+
+    def _run(self) -> None:
+        selector = self._selector
+        assert selector is not None
+        next_tick = time.monotonic() + TICK
+        try:
+            while not self._closing:
+                for item, events in selector.poll(TICK):
+                    if item.__class__ is Connection:
+                        if events & READ:
+                            item.readable()
+                        else:
+                            item.step()
+                        self._update(item)
+                    elif item is _WAKE:
+                        self._drain_wakeup()
+                    else:
+                        self._accept_ready(item)
+                if self._woken:  # read without the lock: a wake-up missed here comes again
+                    with self._lock:
+                        woken, self._woken = self._woken, []
+                        self._wake_sent = False
+                    for conn in woken:
+                        conn.step()
+                        self._update(conn)
+                now = time.monotonic()
+                if now >= next_tick:
+                    next_tick = now + TICK
+                    self._tick(now)
+        except Exception:
+            log.exception("forwarder on port %d: its loop failed", self.port)
+        finally:
+            self._shutdown()
+
+    def _tick(self, now: float) -> None:
+        """Give up on channels the server never answered; accept again after a pause."""
+        for conn in list(self._connections):
+            if conn.expired(now):
+                log.info("forwarder on port %d: no answer to a channel open in %.0fs",
+                         self.port, OPEN_TIMEOUT)
+                conn.refused = True
+                conn.finish()
+                self._update(conn)
+        if self._accept_paused_until and now >= self._accept_paused_until:
+            self._accept_paused_until = 0.0
+            assert self._selector is not None
+            for listener in self._listeners:
+                with contextlib.suppress(KeyError, ValueError, OSError):
+                    self._selector.register(listener.fileno(), READ, listener)
+
+    def _shutdown(self) -> None:
         self._close_listeners()
-        self._close_wakeup()
-        for conn in connections:
-            conn.abort_socket()
-        if connections:
-            # Closing a channel sends a message; on a hung transport that can block,
-            # so it happens off this thread and is only waited for until the deadline.
-            def close_channels() -> None:
-                for conn in connections:
-                    conn.close_channel()
-
-            closer = threading.Thread(
-                target=close_channels,
-                name=f"forwarder-closer-{self.port}",
-                daemon=True,
-            )
-            closer.start()
-            closer.join(max(0.0, deadline - time.monotonic()))
-        for conn in connections:
-            for thread in conn.threads:
-                if thread is not current:
-                    thread.join(max(0.0, deadline - time.monotonic()))
-        still_running = sum(t.is_alive() for c in connections for t in c.threads)
-        if still_running:
-            log.warning("forwarder on port %d: %d threads still running", self.port, still_running)
-
-    # -- listening ----------------------------------------------------------------------------
-
-    def _close_listeners(self) -> None:
+        for conn in list(self._connections):
+            conn.finish()
+            self._update(conn)
         with self._lock:
-            listeners, self._listeners = self._listeners, []
-        for listener in listeners:
-            with contextlib.suppress(OSError):
-                listener.close()
+            self._loop_done = True
+            self._woken.clear()
+        self._close_wakeup()
+        if self._selector is not None:
+            self._selector.close()
 
-    def _wake_accept_loop(self) -> None:
+    def _update(self, conn: Connection) -> None:
+        """Watch what `conn` waits for now; forget it once finished."""
+        if conn.done:
+            with self._lock:
+                if conn in self._connections:
+                    self._connections.discard(conn)
+                    if conn.refused:
+                        self.failed_connections += 1
+            return
+        mask = conn.interest()
+        if mask == conn.mask:
+            return
+        selector = self._selector
+        assert selector is not None
+        if conn.mask == 0:
+            selector.register(conn.fd, mask, conn)
+        elif mask == 0:
+            selector.unregister(conn.fd)
+        else:
+            selector.modify(conn.fd, mask, conn)
+        conn.mask = mask
+
+    def _release(self, conn: Connection) -> None:
+        """Called by `Connection.finish` (in the loop) before it closes its socket."""
+        if conn.mask and self._selector is not None:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._selector.unregister(conn.fd)
+        conn.mask = 0
+
+    def _wake(self, conn: Connection) -> None:
+        """From any thread: have the loop `step` this connection soon."""
+        with self._lock:
+            if self._loop_done:
+                return
+            self._woken.append(conn)
+            if self._wake_sent:
+                return
+            self._wake_sent = True
+        self._wake_loop()
+
+    def _wake_loop(self) -> None:
         wake = self._wake_w
         if wake is not None:
             with contextlib.suppress(OSError):
                 wake.send(b"x")
 
-    def _close_wakeup(self) -> None:
-        with self._lock:
-            socks, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), None, None
-        for sock in socks:
-            if sock is not None:
-                sock.close()
+    def _drain_wakeup(self) -> None:
+        wake = self._wake_r
+        with contextlib.suppress(OSError):
+            while wake is not None and wake.recv(4096):
+                pass
 
-    def _accept_loop(self) -> None:
-        selector = selectors.DefaultSelector()
-        try:
-            with self._lock:
-                listeners = list(self._listeners)
-                wake = self._wake_r
-            if wake is None:
-                return
-            selector.register(wake, selectors.EVENT_READ)
-            for listener in listeners:
-                listener.setblocking(False)
-                selector.register(listener, selectors.EVENT_READ)
-            while not self._closing:
-                for key, _ in selector.select():
-                    if key.fileobj is wake or self._closing:
-                        return
-                    try:
-                        self._accept_ready(key.fileobj)  # type: ignore[arg-type]
-                    except Exception:
-                        # One bad connection must not end the listener; pause in case it repeats.
-                        log.exception("forwarder on port %d: accepting failed", self.port)
-                        time.sleep(ACCEPT_ERROR_PAUSE)
-        except Exception:
-            log.exception("forwarder on port %d: accept loop failed", self.port)
-        finally:
-            selector.close()
-            self._close_listeners()
+    # -- accepting -----------------------------------------------------------------------------
 
     def _accept_ready(self, listener: socket.socket) -> None:
         """Accept the connections waiting on a readable listener (a bounded batch)."""
@@ -288,92 +346,67 @@ class Forwarder(Resource):
             except OSError as exc:
                 # EMFILE/ENFILE/ENOBUFS: the listener stays readable, so pause, don't spin.
                 log.warning("forwarder on port %d: accept failed: %s", self.port, exc)
-                time.sleep(ACCEPT_ERROR_PAUSE)
+                self._pause_accepting()
                 return
-            self._start_connection(sock, peer)
+            self._start_connection(sock, (str(peer[0]), int(peer[1])))
             if self._closing:
                 return
 
+    def _pause_accepting(self) -> None:
+        assert self._selector is not None
+        for listener in self._listeners:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._selector.unregister(listener.fileno())
+        self._accept_paused_until = time.monotonic() + ACCEPT_ERROR_PAUSE
+
     def _start_connection(self, sock: socket.socket, peer: tuple[str, int]) -> None:
-        sock.setblocking(True)
+        sock.setblocking(False)
         with contextlib.suppress(OSError):
             # Requests and responses are small and interactive: send them at once.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = Connection(sock, (str(peer[0]), int(peer[1])))
-        thread = threading.Thread(
-            target=self._serve,
-            args=(conn,),
-            name=f"forwarder-{self.port}-up-{peer[1]}",
-            daemon=True,
-        )
-        conn.threads.append(thread)
+        hooks = self._hooks
+        assert hooks is not None
+        settings = Settings(window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET_SIZE,
+                            read_size=SOCKET_READ_SIZE, open_timeout=OPEN_TIMEOUT)
+        conn = Connection(sock, peer, hooks, settings, self._wake, self._release)
         with self._lock:
-            if self._closing:
-                sock.close()
-                return
             self._connections.add(conn)
             self.total_connections += 1
         try:
-            thread.start()
-        except RuntimeError:  # cannot start a new thread
-            log.warning("forwarder on port %d: no thread for a new connection", self.port)
-            self._finish(conn, failed=True)
-
-    # -- one connection ---------------------------------------------------------------------
-
-    def _serve(self, conn: Connection) -> None:
-        """Open the channel, then pump local -> remote here and remote -> local in a helper."""
-        failed = False
-        try:
-            channel = self._open_channel(conn)
-            if channel is None:
-                failed = True
-                return
-            conn.pump(
-                channel,
-                socket_read_size=SOCKET_READ_SIZE,
-                channel_read_size=CHANNEL_READ_SIZE,
-                down_thread_name=f"forwarder-{self.port}-down-{conn.peer[1]}",
-            )
-        except Exception:
-            log.exception("forwarder on port %d: connection from %s failed", self.port, conn.peer)
-        finally:
-            self._finish(conn, failed=failed)
-
-    def _open_channel(self, conn: Connection) -> paramiko.Channel | None:
-        transport = self._transport
-        try:
-            channel = transport.open_channel(
-                "direct-tcpip",
-                (self.remote_host, self.remote_port),
-                conn.peer,
-                window_size=WINDOW_SIZE,
-                max_packet_size=MAX_PACKET_SIZE,
-                timeout=OPEN_TIMEOUT,
-            )
+            conn.open((self.remote_host, self.remote_port))
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            log.info(
-                "forwarder on port %d: remote %s:%d refused a channel: %s",
-                self.port,
-                self.remote_host,
-                self.remote_port,
-                exc,
-            )
-            return None
-        if CHUNK_BUFFER:
-            use_chunk_buffer(channel)
-        with conn.lock:
-            conn.channel = channel
-            closed = self._closing
-        if closed:
-            channel.close()
-            return None
-        return channel
+            log.info("forwarder on port %d: cannot open a channel: %s", self.port, exc)
+            conn.refused = True
+            conn.finish()
+        self._update(conn)
 
-    def _finish(self, conn: Connection, *, failed: bool) -> None:
-        if not conn.finish():
-            return
+    # -- closing -----------------------------------------------------------------------------
+
+    def _close_listeners(self) -> None:
         with self._lock:
-            self._connections.discard(conn)
-            if failed:
-                self.failed_connections += 1
+            listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            with contextlib.suppress(OSError):
+                listener.close()
+
+    def _close_wakeup(self) -> None:
+        with self._lock:
+            socks, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), None, None
+        for sock in socks:
+            if sock is not None:
+                sock.close()
+
+
+def _disable_nagle(transport: paramiko.Transport) -> None:
+    """Send SSH packets at once: with Nagle's algorithm a new connection waits ~40 ms.
+
+    Opening a channel and sending its first data are two small writes in a row;
+    Nagle holds the second until the first is acknowledged, which the server
+    delays (delayed ACK). OpenSSH sets TCP_NODELAY for the same reason.
+    """
+    sock = getattr(transport, "sock", None)
+    sock = getattr(sock, "_sock", sock)  # under ssh.streams.ReadAheadSocket
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from typing import IO, Any
 
 from .. import procs
@@ -159,20 +160,49 @@ class ReadAheadSocket:
 
     def __init__(self, sock: socket.socket, size: int = READ_AHEAD):
         self._sock = sock
-        self._size = size
-        self._buf = b""
+        # One buffer for every read: a fresh 256 KiB object per read, shrunk to what
+        # came, fragments the heap of a long-lived tunnel (its memory kept creeping up).
+        self._area = memoryview(bytearray(size))
+        self._end = 0
         self._pos = 0
+        # Called (by the transport's reader) before it reads the socket again, i.e. once
+        # what was read ahead is used up: the forwarder sends what it held back then.
+        self.before_read: Callable[[], None] | None = None
+
+    def buffered(self) -> int:
+        """Bytes read ahead and not yet handed out (more packets are on their way in)."""
+        return self._end - self._pos
 
     def recv(self, n: int) -> bytes:
-        if self._pos >= len(self._buf):
-            data = self._sock.recv(max(n, self._size))
-            if len(data) <= n:
-                return data
-            self._buf, self._pos = data, 0
-        end = self._pos + n
-        out = self._buf[self._pos:end]
+        if self._pos >= self._end:
+            if self.before_read is not None:
+                self.before_read()
+            got = self._sock.recv_into(self._area)
+            if got <= n:
+                return bytes(self._area[:got])
+            self._end, self._pos = got, 0
+        end = min(self._pos + n, self._end)
+        out = bytes(self._area[self._pos:end])
         self._pos = end
         return out
 
+    def send(self, data: bytes) -> int:
+        """Send without the readiness poll that a socket with a timeout makes first.
+
+        paramiko gives its socket a timeout, so every send() was a poll() then a send().
+        The descriptor is non-blocking underneath: try the write at once, and wait (the
+        socket's own send) only when the kernel's buffer is full.
+        """
+        if _DIRECT_WRITE:
+            try:
+                return os.write(self._sock.fileno(), data)
+            except (BlockingIOError, InterruptedError):
+                pass
+        return self._sock.send(data)
+
     def __getattr__(self, name: str) -> object:
         return getattr(self._sock, name)
+
+
+# Sockets are plain descriptors that write() accepts everywhere but on Windows.
+_DIRECT_WRITE = sys.platform != "win32"

@@ -12,15 +12,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import paramiko
 import pytest
 from support.cli import UpProcess
-from support.env import SANDBOX_REMOTE_CACHE, Isolated, require_netns_sandbox
+from support.env import SANDBOX_REMOTE_CACHE, Isolated, require_netns_sandbox, require_sshd
 from support.fake_compute import FakeCompute
 from support.gce import GUEST_KEY, PROJECT, Dlvm, GuestAgent, VmHost, dlvm_images, host_key
 from support.remote import Teardown, checked_remote
+from support.tunnel import TargetServer, echo, open_transport, target
 
 from remote_runtime.providers.gce import keys
 from sandbox import Sandbox
+from sandbox.sshd import Sshd
 
 HERE = Path(__file__).resolve().parent
 
@@ -135,3 +138,36 @@ def gce_home(isolated: Isolated, gce_key_pair: Path) -> Path:
     for suffix in ("", ".pub"):
         shutil.copy2(f"{gce_key_pair}{suffix}", ssh_dir / f"{gce_key_pair.name}{suffix}")
     return isolated.home
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    """A real OpenSSH sshd listening on 127.0.0.1, for the forwarder's tests."""
+    require_sshd()
+    with Sshd(tmp_path_factory.mktemp("sshd"), listen=("127.0.0.1", 0)) as server:
+        yield server
+
+
+@pytest.fixture
+def transport(sshd: Sshd) -> Iterator[paramiko.Transport]:
+    """An authenticated paramiko transport to `sshd` over the socket `up` uses (with
+    read-ahead), closed after the test."""
+    opened = open_transport(sshd)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture(params=["read-ahead", "plain socket"])
+def any_transport(request: pytest.FixtureRequest, sshd: Sshd) -> Iterator[paramiko.Transport]:
+    """`transport`, over either socket: the forwarder sends held data differently."""
+    opened = open_transport(sshd, read_ahead=request.param == "read-ahead")
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
+def echo_server() -> Iterator[TargetServer]:
+    with target(echo) as server:
+        yield server

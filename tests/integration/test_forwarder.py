@@ -10,29 +10,33 @@ import contextlib
 import hashlib
 import ipaddress
 import os
-import random
 import signal
 import socket
 import statistics
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import paramiko
 import pytest
-from paramiko.buffered_pipe import BufferedPipe
+from support.tunnel import (
+    TIMEOUT,
+    TargetServer,
+    connect,
+    echo,
+    forwarder_threads,
+    open_transport,
+    recv_all,
+    recv_exactly,
+    target,
+    wait_for,
+)
 
 from remote_runtime.errors import PortInUseError
 from remote_runtime.forward import Forwarder
-from remote_runtime.forward import buffer as buffer_module
 from remote_runtime.forward import forwarder as forwarder_module
 from sandbox.sshd import Sshd
-
-GCM = "aes128-gcm@openssh.com"
-TIMEOUT = 20.0
 
 
 def has_ipv6_loopback() -> bool:
@@ -45,66 +49,6 @@ def has_ipv6_loopback() -> bool:
 
 
 IPV6 = has_ipv6_loopback()
-
-
-def wait_for(check: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-def forwarder_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("forwarder-")]
-
-
-# -- real target servers -------------------------------------------------------------------------
-
-
-class TargetServer:
-    """A threaded TCP server on 127.0.0.1:0 running `handler` for every connection."""
-
-    def __init__(self, handler: Callable[[socket.socket], None], *, listen: bool = True) -> None:
-        self.handler = handler
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port: int = self.sock.getsockname()[1]
-        self.thread: threading.Thread | None = None
-        if listen:
-            self.listen()
-
-    def listen(self) -> None:
-        """Start accepting (until then the bound port refuses connections)."""
-        self.sock.listen(1024)
-        self.thread = threading.Thread(target=self._loop, name="target-accept", daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._run, args=(conn,), name="target", daemon=True).start()
-
-    def _run(self, conn: socket.socket) -> None:
-        with conn, contextlib.suppress(OSError):
-            conn.settimeout(TIMEOUT)
-            self.handler(conn)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-        if self.thread is not None:
-            self.thread.join(TIMEOUT)
-
-
-def echo(conn: socket.socket) -> None:
-    while data := conn.recv(1 << 16):
-        conn.sendall(data)
 
 
 def digest_sink(conn: socket.socket) -> None:
@@ -122,85 +66,6 @@ def download(conn: socket.socket) -> None:
     conn.sendall(PAYLOAD)
 
 
-@contextlib.contextmanager
-def target(handler: Callable[[socket.socket], None]) -> Iterator[TargetServer]:
-    server = TargetServer(handler)
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-def recv_all(sock: socket.socket, limit: int = 1 << 30) -> bytes:
-    chunks = []
-    size = 0
-    while size < limit:
-        data = sock.recv(1 << 20)
-        if not data:
-            break
-        chunks.append(data)
-        size += len(data)
-    return b"".join(chunks)
-
-
-def recv_exactly(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        data = sock.recv(n - len(buf))
-        if not data:
-            raise ConnectionError(f"closed after {len(buf)} of {n} bytes")
-        buf += data
-    return bytes(buf)
-
-
-def connect(port: int, host: str = "127.0.0.1") -> socket.socket:
-    return socket.create_connection((host, port), timeout=TIMEOUT)
-
-
-# -- sshd and transports -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    with Sshd(tmp_path_factory.mktemp("sshd"), listen=("127.0.0.1", 0)) as server:
-        yield server
-
-
-def open_transport(server: Sshd) -> paramiko.Transport:
-    """A bare paramiko transport; the host key must be the sandbox's, AES-GCM preferred."""
-    assert server.port is not None
-    transport = paramiko.Transport(socket.create_connection(("127.0.0.1", server.port), 10))
-    try:
-        options = transport.get_security_options()
-        options.ciphers = (GCM, *(c for c in options.ciphers if c != GCM))
-        transport.start_client(timeout=10)
-        key = transport.get_remote_server_key()
-        key_type, key_b64 = server.host_key_line.split()[:2]
-        if (key.get_name(), key.get_base64()) != (key_type, key_b64):
-            raise AssertionError("sshd host key does not match the sandbox's")
-        client_key = paramiko.Ed25519Key.from_private_key_file(str(server.client_key))
-        transport.auth_publickey(server.user, client_key)
-    except BaseException:
-        transport.close()
-        raise
-    return transport
-
-
-@pytest.fixture
-def transport(sshd: Sshd) -> Iterator[paramiko.Transport]:
-    transport = open_transport(sshd)
-    try:
-        yield transport
-    finally:
-        transport.close()
-
-
-@pytest.fixture
-def echo_server() -> Iterator[TargetServer]:
-    with target(echo) as server:
-        yield server
-
-
 def make_forwarder(transport: paramiko.Transport, remote_port: int, port: int = 0) -> Forwarder:
     return Forwarder(transport, port, remote_port=remote_port)
 
@@ -209,8 +74,9 @@ def make_forwarder(transport: paramiko.Transport, remote_port: int, port: int = 
 
 
 def test_echo_round_trip_of_several_megabytes(
-    transport: paramiko.Transport, echo_server: TargetServer
+    any_transport: paramiko.Transport, echo_server: TargetServer
 ) -> None:
+    transport = any_transport
     payload = os.urandom(8 * 1024 * 1024)
     with make_forwarder(transport, echo_server.port) as fwd, connect(fwd.port) as sock:
         received: list[bytes] = []
@@ -225,7 +91,8 @@ def test_echo_round_trip_of_several_megabytes(
         assert recv_exactly(sock, 4) == b"ping"
 
 
-def test_download_until_the_remote_closes(transport: paramiko.Transport) -> None:
+def test_download_until_the_remote_closes(any_transport: paramiko.Transport) -> None:
+    transport = any_transport
     with target(download) as server, make_forwarder(transport, server.port) as fwd:
         with connect(fwd.port) as sock:
             data = recv_all(sock)
@@ -233,7 +100,8 @@ def test_download_until_the_remote_closes(transport: paramiko.Transport) -> None
         assert hashlib.sha256(data).digest() == hashlib.sha256(PAYLOAD).digest()
 
 
-def test_upload_then_half_close_reaches_the_remote(transport: paramiko.Transport) -> None:
+def test_upload_then_half_close_reaches_the_remote(any_transport: paramiko.Transport) -> None:
+    transport = any_transport
     payload = os.urandom(4 * 1024 * 1024)
     with target(digest_sink) as server, make_forwarder(transport, server.port) as fwd:
         with connect(fwd.port) as sock:
@@ -262,8 +130,9 @@ def test_new_connections_are_not_delayed_by_nagle(
 
 
 def test_three_hundred_concurrent_connections_are_all_served(
-    transport: paramiko.Transport, echo_server: TargetServer
+    any_transport: paramiko.Transport, echo_server: TargetServer
 ) -> None:
+    transport = any_transport
     count = 300
     results: list[bool] = [False] * count
     opened = threading.Barrier(count + 1, timeout=TIMEOUT)
@@ -565,31 +434,3 @@ def test_start_twice_and_close_before_start(
     never_started.close()
     with make_forwarder(transport, echo_server.port) as fwd, pytest.raises(RuntimeError):
         fwd.start()
-
-
-# -- the receive buffer ------------------------------------------------------------------------
-
-
-def test_chunk_buffer_inside_paramikos_buffered_pipe() -> None:
-    """The chunk list must behave exactly like the byte array it replaces."""
-    pipe = BufferedPipe()
-    pipe.feed(b"early")  # data that arrived before the swap is kept, in order
-    buffer_module.use_chunk_buffer(SimpleNamespace(in_buffer=pipe))
-    assert type(pipe._buffer).__name__ == "_ChunkBuffer", "paramiko's BufferedPipe changed shape"
-    rng = random.Random(1234)
-    expected = bytearray(b"early")
-    received = bytearray()
-    for _ in range(2000):
-        if rng.random() < 0.6:
-            chunk = rng.randbytes(rng.randint(0, 5000))
-            pipe.feed(chunk)
-            expected += chunk
-        elif len(pipe):
-            assert pipe.read_ready()
-            received += pipe.read(rng.choice([1, 7, 100, 4096, 10_000, 1 << 22]), timeout=0)
-        assert len(pipe) == len(expected) - len(received)
-    received += pipe.empty()
-    assert len(pipe) == 0
-    pipe.close()
-    assert pipe.read(10) == b""
-    assert received == expected

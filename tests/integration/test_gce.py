@@ -739,3 +739,40 @@ def test_ctrl_c_tears_down_and_stops_the_instance(
                 proc.wait()
     assert f"instance {NAME} stopped" in stderr, stderr
     assert vm.current_status() == "TERMINATED"
+
+
+def test_teardown_during_a_vm_start_cancels_the_start_then_stops_the_vm(
+        fake: FakeCompute, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`down` reaches a supervisor while its VM still boots: close() stops start() at its
+    next poll, waits for it, and only then tears down (stop_on_exit stops the VM). Before,
+    teardown ran beside a start that went on connecting afterwards."""
+    fake.boot_seconds = 120  # a VM that takes its time to boot
+    vm = fake.add_instance(PROJECT, ZONE, NAME, status="TERMINATED")
+    monkeypatch.setenv("REMOTE_RUNTIME_COMPUTE_ENDPOINT", fake.url)
+    lines: list[str] = []
+    runtime = Runtime(profile(stop_on_exit=True), UpOptions(timeout=600), progress=lines.append)
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            runtime.start()
+        except BaseException as exc:  # looked at below
+            errors.append(exc)
+
+    thread = threading.Thread(target=start, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not any("waiting for it" in line for line in lines):
+        assert time.monotonic() < deadline, lines
+        time.sleep(0.05)
+    began = time.monotonic()
+    done = runtime.close()
+    assert time.monotonic() - began < 15
+    assert not thread.is_alive(), "close() returned while start() still ran"
+    assert len(errors) == 1, errors
+    assert "teardown began" in str(errors[0]) or "before the runtime was up" in str(errors[0])
+    assert done[-2:] == [f"stopping instance {NAME} (stop_on_exit)", f"instance {NAME} stopped"]
+    assert vm.current_status() == "TERMINATED"
+    calls = len(fake.calls)
+    time.sleep(1.5)  # nothing of the start goes on after teardown
+    assert len(fake.calls) == calls

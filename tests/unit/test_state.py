@@ -144,7 +144,7 @@ def test_failed_write_keeps_the_previous_record(
     def broken_fsync(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    with monkeypatch.context() as patch, pytest.raises(OSError):
+    with monkeypatch.context() as patch, pytest.raises(StateError, match="No space left"):
         patch.setattr(os, "fsync", broken_fsync)
         state.write(make_record(reconnects=2))
     record = state.get("sb")
@@ -236,6 +236,33 @@ def test_stale_detection_for_a_dead_pid(isolated: Isolated) -> None:
     assert make_record().alive
     assert not make_record(pid=0).alive
     assert not make_record(pid=-1).alive
+
+
+def test_a_live_owner_stays_alive_across_a_clock_step(
+    live_process: subprocess.Popen[bytes],
+) -> None:
+    """A record written an hour ago by the wall clock, for an owner that started just
+    before it: what every live runtime looks like after the clock jumps an hour ahead."""
+    started = procs.started_since_boot(live_process.pid)
+    assert started is not None
+    record = make_record(pid=live_process.pid, since=time.time() - 3600, owner_started=started)
+    assert record.alive
+    # The same record without the owner's boot-relative start used to look stale.
+    assert not make_record(pid=live_process.pid, since=time.time() - 3600).alive
+
+
+def test_a_recycled_pid_is_not_the_owner(live_process: subprocess.Popen[bytes]) -> None:
+    """The PID now belongs to another process, started later than the owner."""
+    mine = procs.started_since_boot(os.getpid())
+    assert mine is not None
+    record = make_record(pid=live_process.pid, owner_started=mine - 60)
+    assert not record.alive
+
+
+def test_start_since_boot_is_stable_and_unknown_for_the_dead() -> None:
+    first, again = procs.started_since_boot(os.getpid()), procs.started_since_boot(os.getpid())
+    assert first is not None and first == again
+    assert procs.started_since_boot(dead_pid()) is None
 
 
 def test_a_zombie_owner_is_dead() -> None:
@@ -348,7 +375,7 @@ def test_failed_write_leaves_no_temp_file(
     def broken_fsync(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    with monkeypatch.context() as patch, pytest.raises(OSError):
+    with monkeypatch.context() as patch, pytest.raises(StateError, match="No space left"):
         patch.setattr(os, "fsync", broken_fsync)
         state.write(make_record())
     assert [p.name for p in runtimes_dir(isolated).iterdir() if p.name != ".lock"] == []

@@ -315,7 +315,9 @@ class GceProvider(BaseProvider):
                 raise CloudError(f"{self.target} is still {status} after "
                                  f"{self.start_timeout:.0f}s",
                                  hint="look at the instance in the Cloud console")
-            time.sleep(max(0.0, min(self.poll_interval, deadline - time.monotonic())))
+            if self._cancel.wait(max(0.0, min(self.poll_interval,
+                                              deadline - time.monotonic()))):
+                raise CloudError(f"stopped waiting for {self.target}: teardown began")
             instance = self._get_instance(missing_ok=self._created)
 
     def _lost_while_starting(self, status: str) -> None:

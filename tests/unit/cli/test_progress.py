@@ -62,7 +62,12 @@ def test_a_step_is_text_for_plain_callbacks() -> None:
 
 def test_the_supervisor_relays_steps_and_logs_only_the_ends() -> None:
     stdout, log = io.StringIO(), io.StringIO()
-    channel = supervisor._Channel(stdout, log)
+
+    class Log:  # the supervisor's log file writes a line per call
+        def write(self, text: str) -> None:
+            log.write(f"{text}\n")
+
+    channel = supervisor._Channel(stdout, Log())  # type: ignore[arg-type]
     for step in steps(3):
         channel.progress(step)
     sent = [json.loads(line) for line in stdout.getvalue().splitlines()]
