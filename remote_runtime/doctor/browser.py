@@ -279,10 +279,11 @@ def check_chromium(walk: Walk, browser: Browser) -> None:
                   "(device) access to Allow, or use the tune icon left of the address on the "
                   "Colab page > Site settings; then reload Colab")
     else:
-        sites = {o: "allows" for _, o in allowed}
-        sites.update({o: "asks" for _, o in asking if o not in sites})
-        allows = [o.removeprefix("https://") for o, v in sorted(sites.items()) if v == "allows"]
-        asks = [o.removeprefix("https://") for o, v in sorted(sites.items()) if v == "asks"]
+        verdicts = {o: "allows" for _, o in allowed}
+        verdicts.update({o: "asks" for _, o in asking if o not in verdicts})
+        allows = [o.removeprefix("https://") for o, v in sorted(verdicts.items())
+                  if v == "allows"]
+        asks = [o.removeprefix("https://") for o, v in sorted(verdicts.items()) if v == "asks"]
         parts = ([f"local network access is allowed for {', '.join(allows)}"] if allows
                  else []) + ([f"{', '.join(asks)} will ask to access this device when Colab "
                               "first connects: click Allow (if it was dismissed, reset it at "
