@@ -143,7 +143,10 @@ def _start(walk: Walk) -> tuple[Through | None, Runtime]:
 
 def _teardown(walk: Walk, runtime: Runtime) -> None:
     done = runtime.close()
-    if done:
+    if any("failed" in line for line in done):
+        walk.warn(STAGE, "teardown", "; ".join(done), "remote-runtime list shows what is "
+                  "left; the remote server stops itself when its lease ends")
+    elif done:
         walk.ok(STAGE, "teardown", "; ".join(done))
 
 
