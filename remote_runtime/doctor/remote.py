@@ -27,9 +27,12 @@ ROUTE_NAMES = {stacks.WEBSOCKET: "websocket (jupyter_http_over_ws)", stacks.CORS
 Stack = ServerStack | stacks.Choice
 
 # Checks a particular stack needs beyond what the probe says (a container image, say):
-# stack name -> function adding its checks to this stage. It runs after the stack line,
-# with the walk (`walk.session`, `walk.probe`) and what `up` would run.
-STACK_CHECKS: dict[str, Callable[[Walk, Stack], None]] = {}
+# stack name -> function adding its checks to this stage (`walk.ok/warn/fail`, with
+# `stops=` when no runtime can start). It runs with `walk.session`, `walk.probe` and
+# `walk.profile` set, and `walk.stack` (what `provision.plan` decided; None for a
+# stack that `plan` does not decide, such as one named by `jupyter.stack` that is not
+# a Jupyter found or built here: then this function is all the doctor checks of it).
+STACK_CHECKS: dict[str, Callable[[Walk], None]] = {}
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,11 @@ def run(walk: Walk) -> None:
     walk.ok(STAGE, "python",
             f"{walk.profile.jupyter.python} is {probe.python} (Python {probe.version[0]}."
             f"{probe.version[1]}); user {probe.user} (uid {probe.uid}), home {probe.home}")
+    wanted = walk.profile.jupyter.stack
+    if wanted not in ("auto", *stacks.STACKS):  # not a Jupyter found or built here
+        _other_stack(walk, wanted)
+        _ports(walk, port, explicit)
+        return
     try:
         stack = provision.plan(walk.profile.jupyter, probe)
     except RemoteSetupError as exc:
@@ -77,9 +85,18 @@ def run(walk: Walk) -> None:
     _kernel(walk, _kernel_facts(stack, facts, built))
     check = STACK_CHECKS.get(stack.stack)
     if check is not None:
-        check(walk, stack)
+        check(walk)
     _ports(walk, port, explicit)
     _disk(walk, facts, built)
+
+
+def _other_stack(walk: Walk, name: str) -> None:
+    check = STACK_CHECKS.get(name)
+    if check is None:
+        walk.warn(STAGE, "stack", f"the {name} stack has no checks of its own in doctor "
+                  "yet: the route checks below try it")
+    else:
+        check(walk)
 
 
 def _agent(walk: Walk, stack: Stack) -> dict[str, Any]:

@@ -50,7 +50,7 @@ def test_a_fresh_remote_through_the_agent(session: ssh.Session, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[str] = []
     monkeypatch.setitem(stage.STACK_CHECKS, "classic",
-                        lambda walk, stack: seen.append(stack.stack))
+                        lambda walk: seen.append(walk.stack.stack))
     walk = walk_for(tmp_path)
     walk.session = session
     stage.run(walk)
@@ -121,3 +121,22 @@ def test_disk_space(tmp_path: Path) -> None:
     stage._disk(walk, {"disk": {"env": {"path": "/c", "free": 100 * 1024 ** 2},
                                 "workdir": {"path": "/w", "free": 5 * gb}}}, built=True)
     assert [c.status for c in walk.report.checks] == [WARNING, OK]
+
+
+def test_a_stack_provision_does_not_plan_runs_its_own_checks(
+        session: ssh.Session, tmp_path: Path, isolated: object,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stack named by jupyter.stack that is not a Jupyter found or built here (the
+    profile schema is bypassed: this stands for one a later stack adds)."""
+    walk = walk_for(tmp_path, stack="container-thing")
+    walk.session = session
+    stage.run(walk)
+    assert checks(walk)["stack"][0] == WARNING  # no checks of its own yet
+    monkeypatch.setitem(stage.STACK_CHECKS, "container-thing",
+                        lambda walk: walk.ok("remote", "image", f"probed {walk.probe.python}"))
+    walk = walk_for(tmp_path, stack="container-thing")
+    walk.session = session
+    stage.run(walk)
+    found = checks(walk)
+    assert found["image"] == (OK, f"probed {sys.executable}") and "stack" not in found
+    assert found["port"][0] == OK
