@@ -113,22 +113,46 @@ class _Route:
             _http(self.target, "DELETE", f"/api/kernels/{kernel}",
                   {"Authorization": f"token {self.target.token}"})
 
-    # Each route's own way of doing these four.
+    # Each route's own way: what it checks first, how a request and the kernel's
+    # channels travel, and how messages name it ("proxied " for the extension's).
+    via = ""
+
     def prepare(self, origin: str) -> str:
         raise NotImplementedError
 
-    def start_kernel(self, origin: str) -> str:
+    def request(self, origin: str, method: str, path: str,
+                body: dict[str, Any] | None = None) -> tuple[int, bytes]:
         raise NotImplementedError
+
+    def channels_path(self, kernel: str) -> str:
+        raise NotImplementedError
+
+    def start_kernel(self, origin: str) -> str:
+        status, data = self.request(origin, "POST", "/api/kernels", {"name": "python3"})
+        if status != 201:
+            raise Failed(f"{self.via}POST /api/kernels from {origin} answered {status}: "
+                         f"{data[:200].decode(errors='replace')}")
+        return str(json.loads(data)["id"])
 
     def execute(self, kernel: str, origin: str) -> None:
-        raise NotImplementedError
+        try:
+            with open_websocket(self.target.host, self.target.port, self.channels_path(kernel),
+                                KERNEL_TIMEOUT, origin=origin) as ws:
+                run_code(ws, self.session, CODE, EXPECTED)
+        except websocket.WebSocketBadStatusException as exc:
+            raise Failed(f"the kernel's {self.via}websocket answered {exc.status_code} to a "
+                         f"page of {origin}") from None
 
     def shutdown_kernel(self, kernel: str, origin: str) -> None:
-        raise NotImplementedError
+        status, _ = self.request(origin, "DELETE", f"/api/kernels/{kernel}")
+        if status != 204:
+            raise Failed(f"{self.via}DELETE /api/kernels/{kernel} from {origin} answered "
+                         f"{status}")
 
 
 class _WebsocketRoute(_Route):
     route = stacks.WEBSOCKET
+    via = "proxied "
 
     def prepare(self, origin: str) -> str:
         version = diagnose(self.target, origin)
@@ -136,8 +160,8 @@ class _WebsocketRoute(_Route):
         return (f"jupyter_http_over_ws {version} answers; proxied GET /api/status "
                 f"answered {status}")
 
-    def _request(self, origin: str, method: str, path: str,
-                 body: dict[str, Any] | None = None) -> tuple[int, bytes]:
+    def request(self, origin: str, method: str, path: str,
+                body: dict[str, Any] | None = None) -> tuple[int, bytes]:
         """One HTTP request proxied through the extension's websocket."""
         socket_path = (f"/http_over_websocket?min_version={MIN_EXTENSION_VERSION}"
                        f"&{auth_query(self.target)}")
@@ -161,28 +185,9 @@ class _WebsocketRoute(_Route):
                 if reply.get("done"):
                     return status, bytes(data)
 
-    def start_kernel(self, origin: str) -> str:
-        status, data = self._request(origin, "POST", "/api/kernels", {"name": "python3"})
-        if status != 201:
-            raise Failed(f"proxied POST /api/kernels answered {status}: "
-                         f"{data[:200].decode(errors='replace')}")
-        return str(json.loads(data)["id"])
-
-    def execute(self, kernel: str, origin: str) -> None:
-        path = (f"/http_over_websocket/proxied_ws/api/kernels/{kernel}/channels"
+    def channels_path(self, kernel: str) -> str:
+        return (f"/http_over_websocket/proxied_ws/api/kernels/{kernel}/channels"
                 f"?session_id={self.session}&{auth_query(self.target)}")
-        try:
-            with open_websocket(self.target.host, self.target.port, path, KERNEL_TIMEOUT,
-                                origin=origin) as ws:
-                run_code(ws, self.session, CODE, EXPECTED)
-        except websocket.WebSocketBadStatusException as exc:
-            raise Failed(f"the extension's proxied kernel websocket answered "
-                         f"{exc.status_code} from {origin}") from None
-
-    def shutdown_kernel(self, kernel: str, origin: str) -> None:
-        status, _ = self._request(origin, "DELETE", f"/api/kernels/{kernel}")
-        if status != 204:
-            raise Failed(f"proxied DELETE /api/kernels/{kernel} answered {status}")
 
 
 class _DirectRoute(_Route):
@@ -192,8 +197,8 @@ class _DirectRoute(_Route):
         _check_cors_origin(self.target, origin)
         return "preflight and credentialed GET allowed, with private network access"
 
-    def _send(self, origin: str, method: str, path: str,
-              body: dict[str, Any] | None = None) -> tuple[int, bytes]:
+    def request(self, origin: str, method: str, path: str,
+                body: dict[str, Any] | None = None) -> tuple[int, bytes]:
         """A request as the page sends it: preflighted, then with the token."""
         preflight = _http(self.target, "OPTIONS", path, {
             "Origin": origin, "Access-Control-Request-Method": method,
@@ -219,28 +224,9 @@ class _DirectRoute(_Route):
             raise Failed("; ".join(problems))
         return resp.status, resp.body
 
-    def start_kernel(self, origin: str) -> str:
-        status, data = self._send(origin, "POST", "/api/kernels", {"name": "python3"})
-        if status != 201:
-            raise Failed(f"POST /api/kernels from {origin} answered {status}: "
-                         f"{data[:200].decode(errors='replace')}")
-        return str(json.loads(data)["id"])
-
-    def execute(self, kernel: str, origin: str) -> None:
-        path = (f"/api/kernels/{kernel}/channels?session_id={self.session}"
+    def channels_path(self, kernel: str) -> str:
+        return (f"/api/kernels/{kernel}/channels?session_id={self.session}"
                 f"&token={self.target.token}")
-        try:
-            with open_websocket(self.target.host, self.target.port, path, KERNEL_TIMEOUT,
-                                origin=origin) as ws:
-                run_code(ws, self.session, CODE, EXPECTED)
-        except websocket.WebSocketBadStatusException as exc:
-            raise Failed(f"the kernel's websocket answered {exc.status_code} to a page of "
-                         f"{origin}") from None
-
-    def shutdown_kernel(self, kernel: str, origin: str) -> None:
-        status, _ = self._send(origin, "DELETE", f"/api/kernels/{kernel}")
-        if status != 204:
-            raise Failed(f"DELETE /api/kernels/{kernel} from {origin} answered {status}")
 
 
 def run_code(ws: websocket.WebSocket, session: str, code: str, expected: str,

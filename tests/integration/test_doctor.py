@@ -15,7 +15,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ from support.cli import cli_env, describe, run_cli, wait_until
 from support.env import Isolated, require_netns_sandbox, unavailable
 from support.gce import PROJECT, ZONE, existing_vm, gce_body
 from support.jupyter_venv import stack_venv, venv_bin
-from support.net import PortRange, port_closed
+from support.net import PortRange, has_ipv6_loopback, port_closed
 from support.openssh import real_ssh
 from support.procs import alive, cmdline, wait_gone
 from support.pythons import without_venv
@@ -91,13 +90,15 @@ def assert_nothing_left(box: Sandbox, guard: Teardown, isolated: Isolated, *port
         assert port_closed(port)
 
 
-def ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
+def healthy_profile(box: Sandbox, guard: Teardown, isolated: Isolated,
+                    tmp_path: Path) -> tuple[int, Path]:
+    """A sandbox profile 'sb' on a port of this file's range, and a browser that allows
+    Colab: (port, profiles file)."""
+    port = PORTS.take()
+    profiles = guard.add(write_profiles(tmp_path / "profiles.yaml",
+                                        {"sb": sandbox_profile(box, "sb", port)}))
+    chrome_allows_colab(isolated)
+    return port, profiles
 
 
 # --- a healthy runtime --------------------------------------------------------------------------
@@ -107,15 +108,12 @@ def test_healthy_runtime_all_ok_and_nothing_left_running(
         clean_remote: Sandbox, teardown: Teardown, isolated: Isolated,
         tmp_path: Path) -> None:
     box = clean_remote
-    port = PORTS.take()
-    profiles = teardown.add(write_profiles(tmp_path / "profiles.yaml",
-                                           {"sb": sandbox_profile(box, "sb", port)}))
-    chrome_allows_colab(isolated)
+    port, profiles = healthy_profile(box, teardown, isolated, tmp_path)
     result = doctor("sb", "--profiles", str(profiles))
     assert result.returncode == 0, describe(result)
     found = lines(result)
     # IPv6 loopback is a warning where the machine has none (not here, normally).
-    tolerated = {("local", "loopback ipv6")} if not ipv6_loopback() else set()
+    tolerated = {("local", "loopback ipv6")} if not has_ipv6_loopback() else set()
     assert [entry for entry in found if entry[0] != "ok"
             and (entry[1], entry[2].split(":")[0]) not in tolerated] == [], describe(result)
     stages = [stage for _, stage, _ in found]
@@ -140,10 +138,7 @@ def test_through_the_runtime_that_is_up(
         clean_remote: Sandbox, teardown: Teardown, isolated: Isolated,
         tmp_path: Path) -> None:
     box = clean_remote
-    port = PORTS.take()
-    profiles = teardown.add(write_profiles(tmp_path / "profiles.yaml",
-                                           {"sb": sandbox_profile(box, "sb", port)}))
-    chrome_allows_colab(isolated)
+    port, profiles = healthy_profile(box, teardown, isolated, tmp_path)
     up = run_cli("up", "sb", "--detach", "--profiles", str(profiles), timeout=240)
     assert up.returncode == 0, describe(up)
     server = remote_servers(box, port)
@@ -486,9 +481,7 @@ def test_interrupted_while_its_runtime_runs(
         tmp_path: Path) -> None:
     """Ctrl-C while the short runtime is up: it is torn down all the same (exit 130)."""
     box = clean_remote
-    port = PORTS.take()
-    profiles = teardown.add(write_profiles(tmp_path / "profiles.yaml",
-                                           {"sb": sandbox_profile(box, "sb", port)}))
+    port, profiles = healthy_profile(box, teardown, isolated, tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "remote_runtime.cli", "doctor", "sb",
                              "--profiles", str(profiles)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
