@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import activity, health, procs, providers, redact, ssh, state, stops
+from .bootstrap import start_agent
 from .errors import (
     CloudError,
     NotRunningError,
@@ -27,7 +28,7 @@ from .errors import (
     UsageError,
 )
 from .profiles import Profile, ProfileSet
-from .remote import RemoteHost, ServerHandle, agent_command
+from .remote import RemoteHost, ServerHandle
 
 STOP_WAIT = 90.0  # a supervisor stops the server (<= 40 s) and closes everything
 TAKE_WAIT = 10.0  # an owner's watcher takes a stop request within a poll (0.25 s)
@@ -389,9 +390,9 @@ def logs(profiles: ProfileSet, name: str, *, follow: bool, lines: int,
     if not record.endpoint:
         raise NotRunningError(f"runtime '{name}' has no recorded endpoint")
     args = ["logs", record.run_id] + (["-f"] if follow else [])
-    command = f"RR_LINES={int(lines)} " + agent_command(profile.jupyter.python, *args)
     with ssh.connect(ssh.Endpoint.from_dict(record.endpoint)) as session:
-        process = session.start(command)
+        process = start_agent(session, profile.jupyter.python, *args,
+                              env={"RR_LINES": str(int(lines))})
         try:
             while True:
                 try:

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import stacks
+from .bootstrap import start_agent
 from .errors import RemoteSetupError
 from .options import Progress, Step
 from .profiles import JupyterSettings
-from .remote import Probe, RemoteHost, agent_command
+from .remote import Probe, RemoteHost
 
 INSTALL_TIMEOUT = 900.0  # seconds without a word from the build
 
@@ -107,7 +108,7 @@ def _ensure_managed(host: RemoteHost, probe: Probe, choice: stacks.Choice,
         config.update(bootstrap=bootstrap, lock=rest, count=len(choice.lock.pins) - 1)
     else:
         config.update(requirements=stacks.requirements(choice.stack, choice.python))
-    process = host.session.start(agent_command(host.settings.python, "ensure-managed"))
+    process = start_agent(host.session, host.settings.python, "ensure-managed")
     try:
         process.write_line(json.dumps(config))
         while True:

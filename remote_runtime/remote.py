@@ -1,6 +1,6 @@
 """The remote side: make sure a Colab-capable Jupyter exists, start and stop it.
 
-Everything runs through the `agent` package, sent as an argument of `python3 -c` so the
+Everything runs through the `agent` package, sent with each call (`bootstrap`) so the
 host needs nothing installed beforehand. Every profile value that reaches the
 remote shell is quoted (`ssh.quote`); the token travels on the agent's stdin,
 never on a command line.
@@ -8,67 +8,18 @@ never on a command line.
 
 from __future__ import annotations
 
-import base64
-import functools
 import json
 import shlex
-import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from . import jupyter
+from .bootstrap import refusal, run_agent, start_agent
 from .errors import PortInUseError, RemoteSetupError, SSHError
 from .profiles import JupyterSettings
-from .ssh import RemoteProcess, Session, quote
+from .ssh import RemoteProcess, Session
 
 PROBE_TIMEOUT = 90.0
-
-
-AGENT_PACKAGE = "rr_agent"  # the agent's package name on the remote
-
-# Imports the agent package from the sources in argv[1] (a compressed JSON map of
-# module name to source): no file is written on the host. Python >= 3.6.
-_BOOTSTRAP = (
-    "import base64,importlib.abc,importlib.util,json,sys,zlib\n"
-    "S=json.loads(zlib.decompress(base64.b64decode(sys.argv.pop(1))).decode())\n"
-    "class L(importlib.abc.MetaPathFinder,importlib.abc.Loader):\n"
-    " def find_spec(self,name,path,target=None):\n"
-    "  if name in S:return importlib.util.spec_from_loader(name,self,"
-    f"is_package=name=={AGENT_PACKAGE!r})\n"
-    " def create_module(self,spec):return None\n"
-    " def exec_module(self,module):exec(compile(S[module.__name__],"
-    "'<remote-runtime agent>/'+module.__name__,'exec'),module.__dict__)\n"
-    "sys.meta_path.insert(0,L())\n"
-    f"from {AGENT_PACKAGE}.main import main\n"
-    "sys.exit(main(sys.argv[1:]))"
-)
-
-
-def agent_sources() -> dict[str, str]:
-    """The agent package as module name -> source, as the remote imports it."""
-    package = Path(__file__).with_name("agent")
-    sources = {}
-    for path in sorted(package.glob("*.py")):
-        name = AGENT_PACKAGE if path.stem == "__init__" else f"{AGENT_PACKAGE}.{path.stem}"
-        sources[name] = path.read_text(encoding="utf-8")
-    return sources
-
-
-@functools.cache
-def _agent_blob() -> str:
-    data = json.dumps(agent_sources(), sort_keys=True).encode()
-    return base64.b64encode(zlib.compress(data, 9)).decode()
-
-
-def agent_command(python: str, *args: str) -> str:
-    """The shell command running the agent with `python` on the remote.
-
-    Every piece is quoted, so a hostile `python` or argument cannot inject
-    shell syntax.
-    """
-    parts = [quote(python), "-c", quote(_BOOTSTRAP), _agent_blob(), *(quote(a) for a in args)]
-    return " ".join(parts)
 
 
 @dataclass
@@ -104,6 +55,9 @@ class ServerHandle:
 
 
 def _json_line(text: str, what: str) -> dict[str, Any]:
+    refused = refusal(text)
+    if refused is not None:
+        raise refused
     for line in reversed(text.strip().splitlines()):
         try:
             value = json.loads(line)
@@ -138,11 +92,10 @@ class RemoteHost:
             "command": self._command_argv(),
             "check_existing": self.settings.env != "managed",
         }
-        result = self.session.run(
-            agent_command(self.settings.python, "probe", *map(str, ports)),
-            stdin=json.dumps(config) + "\n",
-            timeout=PROBE_TIMEOUT,
-        )
+        result = run_agent(self.session, self.settings.python, "probe", *map(str, ports),
+                           stdin=json.dumps(config) + "\n", timeout=PROBE_TIMEOUT)
+        if (refused := refusal(result.stdout)) is not None:
+            raise refused
         if result.status == 127 or ("not found" in result.stderr and not result.stdout):
             raise RemoteSetupError(
                 f"no Python interpreter '{self.settings.python}' on the remote host",
@@ -185,9 +138,12 @@ class RemoteHost:
         on_disconnect: str,
         idle_stop_seconds: float | None = None,
         stack: str = "classic",
+        kernel: dict[str, Any] | None = None,
     ) -> ServerHandle:
         """Start the server under the agent's monitor; the returned handle's
-        process must be kept open (it renews the lease) and stopped with `stop`."""
+        process must be kept open (it renews the lease) and stopped with `stop`.
+        `kernel` (`kernel.KernelChoice.to_agent()`) makes the user's Python its default
+        kernel."""
         argv = jupyter.server_argv(
             jupyter_argv,
             port=port,
@@ -209,8 +165,9 @@ class RemoteHost:
             "on_disconnect": on_disconnect,
             # The VM's agent powers it off after this long with nothing running (None: never).
             "idle_stop_seconds": idle_stop_seconds,
+            "kernel": kernel,
         }
-        process = self.session.start(agent_command(self.settings.python, "start"))
+        process = start_agent(self.session, self.settings.python, "start")
         process.write_line(json.dumps(config))
         line = process.read_line(timeout=60)
         if line is None:
@@ -237,8 +194,7 @@ class RemoteHost:
 
     def attach(self, handle: ServerHandle) -> None:
         """After a reconnect: hold the lease of a server that kept running."""
-        process = self.session.start(
-            agent_command(self.settings.python, "attach", handle.run_id, "lease"))
+        process = start_agent(self.session, self.settings.python, "attach", handle.run_id, "lease")
         line = process.read_line(timeout=60)
         answer = _json_line(line, "attach") if line else {"error": "no answer"}
         if not answer.get("ok"):
@@ -262,25 +218,22 @@ class RemoteHost:
                 pass  # fall through to a separate stop command
             finally:
                 handle.process.close()
-        result = self.session.run(agent_command(self.settings.python, "stop", handle.run_id),
-                                  timeout=60)
+        result = run_agent(self.session, self.settings.python, "stop", handle.run_id,
+                           timeout=60)
         answer = _json_line(result.stdout, "stop")
         if answer.get("stopped"):
             return str(answer.get("reason") or "already stopped")
         raise RemoteSetupError(f"could not stop the remote server: {answer.get('error')}")
 
     def status(self, run_id: str) -> dict[str, Any]:
-        result = self.session.run(agent_command(self.settings.python, "status", run_id),
-                                  timeout=30)
+        result = run_agent(self.session, self.settings.python, "status", run_id, timeout=30)
         return _json_line(result.stdout, "status")
 
     def log_tail(self, run_id: str, lines: int = 30) -> str:
         """The last lines of the server log (for error messages and `logs`)."""
         try:
-            result = self.session.run(
-                f"RR_LINES={int(lines)} " + agent_command(self.settings.python, "logs", run_id),
-                timeout=30,
-            )
+            result = run_agent(self.session, self.settings.python, "logs", run_id,
+                               env={"RR_LINES": str(int(lines))}, timeout=30)
         except SSHError:
             return ""
         return result.stdout.strip()

@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from . import health, jupyter, ports, procs, providers, provision, redact, ssh, state
+from . import health, jupyter, kernel, ports, procs, providers, provision, redact, ssh, state
 from .errors import (
     ExitCode,
     HealthCheckError,
@@ -66,6 +66,7 @@ class RuntimeInfo:
     since: float = field(default_factory=time.time)
     stack: str = "classic"  # the server stack (remote_runtime.stacks)
     routes: tuple[str, ...] = ("websocket", "cors")  # the Colab routes it serves
+    kernel: str = ""  # the Python the default kernel runs on the remote
 
     @property
     def url(self) -> str:
@@ -82,6 +83,7 @@ class RuntimeInfo:
             "run_id": self.run_id,
             "server_pid": self.server_pid,
             "jupyter": self.jupyter,
+            "kernel": self.kernel,
             "since": self.since,
             "pid": os.getpid(),
             "health": self.health.to_dict(),
@@ -123,6 +125,7 @@ class Runtime(Resource):
         self.remote: RemoteHost | None = None
         self.forwarder: Forwarder | None = None
         self.server: ServerHandle | None = None
+        self.kernel: kernel.KernelChoice | None = None
         self.info: RuntimeInfo | None = None
         self._record: state.Record | None = None
         self._undo = UndoStack()
@@ -209,6 +212,11 @@ class Runtime(Resource):
         self.progress("checking the remote host")
         probe = self.remote.probe(ports.candidates(wanted, explicit))
         server_stack = provision.ensure_stack(self.remote, probe, self.progress)
+        assert self.session is not None
+        self.kernel = kernel.prepare(
+            self.session, self.profile.kernel, agent_python=self.profile.jupyter.python,
+            workdir=self.profile.jupyter.workdir, confirm=kernel.asking(self.prompter),
+            progress=self.progress)
         return probe, server_stack, wanted, explicit
 
     def _start_server(self, probe: Probe, port: int, server_stack: ServerStack) -> None:
@@ -226,6 +234,7 @@ class Runtime(Resource):
             on_disconnect=self.on_disconnect,
             idle_stop_seconds=self.profile.idle_stop_seconds,
             stack=server_stack.stack,
+            kernel=self.kernel.to_agent() if self.kernel is not None else None,
         )
         self._undo.push(self._stop_server)
 
@@ -272,6 +281,7 @@ class Runtime(Resource):
             notes=notes + self._provider_notes,
             stack=server_stack.stack,
             routes=server_stack.routes,
+            kernel=self.kernel.python if self.kernel is not None else "",
         )
         record = self._record
         record.port, record.token, record.run_id = port, self._token, self.server.run_id

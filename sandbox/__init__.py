@@ -16,6 +16,7 @@ import contextlib
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -183,7 +184,9 @@ class Sandbox(Resource):
             "workdir": "~",
             "bind_host": self.remote_bind_host,
         }
-        return {"ssh": ssh, "jupyter": jupyter}
+        # The remote is this machine: its kernel is the Python running the sandbox (the
+        # test extras give it ipykernel), as a user's own Python would be on a real host.
+        return {"ssh": ssh, "jupyter": jupyter, "kernel": {"python": sys.executable}}
 
     def write_profiles(
         self, path: Path, name: str = HOST_ALIAS, jupyter_port: int | None = 8888
@@ -237,14 +240,15 @@ class Sandbox(Resource):
 
 
 def to_yaml(data: dict[str, Any], indent: int = 0) -> str:
-    """Block YAML for nested dicts of str/int/float/bool (strings double-quoted, JSON-style)."""
+    """Block YAML for nested dicts of str/int/float/bool/lists (strings double-quoted,
+    JSON-style)."""
     lines = []
     for key, value in data.items():
         prefix = " " * indent + f"{key}:"
         if isinstance(value, dict):
             lines.append(prefix)
             lines.append(to_yaml(value, indent + 2).rstrip("\n"))
-        elif isinstance(value, bool | int | float):
+        elif isinstance(value, bool | int | float | list):  # a list: JSON's flow style is YAML
             lines.append(f"{prefix} {json.dumps(value)}")
         else:
             lines.append(f"{prefix} {json.dumps(str(value))}")

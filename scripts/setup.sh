@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what remote-runtime and its tests need on a fresh Debian/Ubuntu machine:
 # OpenSSH's server (the tests' and the demo's "remote host"), iproute2 (network
-# namespaces) and the Python package with its test extras. Safe to re-run.
+# namespaces), the login shells the tests play (zsh, tcsh, fish) and the Python package
+# with its test extras. Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,10 @@ command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
 ls /usr/lib/*/libnss_wrapper.so >/dev/null 2>&1 || need_apt+=(libnss-wrapper)
 ls /lib/*/security/pam_google_authenticator.so /usr/lib/*/security/pam_google_authenticator.so \
   >/dev/null 2>&1 || need_apt+=(libpam-google-authenticator)
+# Remote login shells the tests play: zsh, csh/tcsh and fish (agent calls must work in each).
+command -v zsh >/dev/null 2>&1 || need_apt+=(zsh)
+command -v tcsh >/dev/null 2>&1 || need_apt+=(tcsh)
+command -v fish >/dev/null 2>&1 || need_apt+=(fish)
 # The remote side builds its managed env with `python3 -m venv`.
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 /usr/bin/python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)

@@ -6,16 +6,25 @@ import signal
 import socket
 import sys
 
+from .private import check_tree
+
 
 def emit(obj):
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
 
 
+_CHECKED = set()  # type: set
+
+
 def base_dir():
+    """The agent's cache (0700), checked once per run to be ours alone (`private`)."""
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     path = os.path.join(cache, "remote-runtime")
-    os.makedirs(path, mode=0o700, exist_ok=True)
+    if path not in _CHECKED:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        check_tree(path)
+        _CHECKED.add(path)
     return path
 
 

@@ -5,12 +5,15 @@
 from .build import cmd_ensure_managed
 from .common import emit
 from .doctor import cmd_doctor
+from .kernel import cmd_kernel
+from .private import Refusal
 from .server import cmd_attach, cmd_logs, cmd_start, cmd_status, cmd_stop
 from .stack import cmd_probe
 
 COMMANDS = {
     "probe": cmd_probe,
     "ensure-managed": cmd_ensure_managed,
+    "kernel": cmd_kernel,
     "start": cmd_start,
     "attach": cmd_attach,
     "stop": cmd_stop,
@@ -24,4 +27,8 @@ def main(argv):
     if not argv or argv[0] not in COMMANDS:
         emit({"error": "usage: agent {%s}" % ",".join(COMMANDS)})
         return 2
-    return COMMANDS[argv[0]](argv[1:]) or 0
+    try:
+        return COMMANDS[argv[0]](argv[1:]) or 0
+    except Refusal as exc:
+        emit({"refused": exc.message, "hint": exc.hint})
+        return 3

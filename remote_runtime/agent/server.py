@@ -17,6 +17,7 @@ import sys
 import time
 
 from . import idle as idle_stop
+from . import kernel
 from .common import (
     alive,
     detach,
@@ -27,6 +28,7 @@ from .common import (
     touch,
     write_json,
 )
+from .private import make_private_dir
 
 
 def descendants(pid):
@@ -115,6 +117,7 @@ def monitor(config, directory):
         logfile.flush()
 
     env = dict(os.environ)
+    env.update(config.get("env") or {})
     env["JUPYTER_TOKEN"] = config["token"]
     workdir = os.path.expanduser(config["workdir"])
     server_log = open(os.path.join(directory, "server.log"), "ab")
@@ -146,6 +149,10 @@ def monitor(config, directory):
         stop_server(server, log)
     state.update({"stopped": time.time(), "reason": reason})
     write_json(os.path.join(directory, "state.json"), state)
+    try:  # the user's login environment (kernel.py) is not kept after the kernels
+        os.remove(os.path.join(directory, "kernel.env"))
+    except OSError:
+        pass
     log("stopped")
 
 
@@ -238,8 +245,7 @@ def request_stop(directory, reason, wait=True):
 def cmd_start(args):
     lines = StdinLines()  # one reader for the config line and what hold() reads later
     config = json.loads(lines.next(timeout=60) or "{}")
-    directory = run_dir(config["run_id"])
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    directory = make_private_dir(run_dir(config["run_id"]))
     prune_runs(os.path.dirname(directory))
     if not port_free(config["bind_host"], config["port"]):
         emit({"error": "port_in_use", "port": config["port"]})
@@ -253,6 +259,11 @@ def cmd_start(args):
         return 1
     config["argv"] = [a.replace("{config_file}", config_file).replace("{notebook_dir}", workdir)
                       for a in config["argv"]]
+    # Its runtime files (nbserver-*.json, *-open.html, kernel connection files) hold
+    # secrets: in the run's private dir, not the world-readable default.
+    config["env"] = {"JUPYTER_RUNTIME_DIR": make_private_dir(os.path.join(directory, "runtime"))}
+    if config.get("kernel"):
+        config["env"].update(kernel.server_env(directory, config["kernel"], workdir))
     touch(os.path.join(directory, "lease"))
     daemonize(config, directory)
     deadline = time.monotonic() + 15

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import ports, provision, stacks, state
+from ..bootstrap import run_agent
 from ..errors import RemoteRuntimeError, RemoteSetupError, SSHError, StateError
 from ..provision import ServerStack
-from ..remote import RemoteHost, agent_command
+from ..remote import RemoteHost
 from .walk import Walk
 
 STAGE = "remote"
@@ -110,8 +111,8 @@ def _agent(walk: Walk, stack: Stack) -> dict[str, Any]:
         if python:
             config["kernel_python"] = python
     try:
-        result = walk.session.run(agent_command(walk.profile.jupyter.python, "doctor"),
-                                  stdin=json.dumps(config) + "\n", timeout=AGENT_TIMEOUT)
+        result = run_agent(walk.session, walk.profile.jupyter.python, "doctor",
+                           stdin=json.dumps(config) + "\n", timeout=AGENT_TIMEOUT)
     except SSHError as exc:
         return {"error": exc.message}
     for line in reversed(result.stdout.strip().splitlines()):

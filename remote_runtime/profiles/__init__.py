@@ -1,4 +1,4 @@
-"""Profiles: named targets (an SSH host or a GCE VM) and how to run Jupyter there.
+"""Profiles: named targets (an SSH host or a GCE VM), how to run Jupyter there, which kernel.
 
   schema    the settings as typed values and the checker of every key
   loader    load and validate a profiles file; every problem says where
@@ -13,6 +13,7 @@ from .schema import (
     DEFAULT_LEASE_SECONDS,
     GCESettings,
     JupyterSettings,
+    KernelSettings,
     Profile,
     ProfileSet,
     SSHSettings,
@@ -24,6 +25,7 @@ __all__ = [
     "ENV_VAR",
     "GCESettings",
     "JupyterSettings",
+    "KernelSettings",
     "Profile",
     "ProfileSet",
     "SSHSettings",

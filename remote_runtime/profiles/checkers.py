@@ -129,3 +129,20 @@ def _mapping(key: Convert, value: Convert) -> Convert:
         return result
 
     return check
+
+
+def _shell_lines(value: Any) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(
+            isinstance(item, str) and item.strip() for item in items):
+        raise ValueError("must be a list of shell lines (non-empty strings)")
+    if any("\0" in item for item in items):
+        raise ValueError("must not contain NUL characters")
+    return tuple(items)
+
+
+def _ask_yes_no(value: Any) -> str:
+    # YAML reads a bare yes/no as a boolean.
+    if value is True or value is False:
+        return "yes" if value else "no"
+    return str(_choice("ask", "yes", "no")(value))

@@ -21,12 +21,14 @@ from .gce import cross_check as gce_cross_check
 from .schema import (
     GCE_SCHEMA,
     JUPYTER_SCHEMA,
+    KERNEL_SCHEMA,
     NAME_RE,
     PROFILE_KEYS,
     SSH_SCHEMA,
     Checker,
     GCESettings,
     JupyterSettings,
+    KernelSettings,
     Profile,
     ProfileSet,
     SSHSettings,
@@ -127,7 +129,9 @@ def _profile(name: str, data: Any, source: Path, problems: _Problems) -> Profile
     for key, reason in gce_cross_check(gce) if gce is not None else ():
         problems.add((*path, "gce", key), reason)
         gce = None
-    if not ok or jupyter is None or (has_ssh and ssh is None) or (has_gce and gce is None):
+    kernel = _section(data.get("kernel"), KERNEL_SCHEMA, (*path, "kernel"), problems)
+    if not ok or jupyter is None or kernel is None or (has_ssh and ssh is None) or (
+            has_gce and gce is None):
         return None
     jupyter_settings = JupyterSettings(port_explicit="port" in jupyter, **jupyter)
     return Profile(
@@ -136,6 +140,7 @@ def _profile(name: str, data: Any, source: Path, problems: _Problems) -> Profile
         jupyter=jupyter_settings,
         ssh=SSHSettings(**ssh) if ssh is not None else None,
         gce=GCESettings(**gce) if gce is not None else None,
+        kernel=KernelSettings(**kernel),
     )
 
 

@@ -17,12 +17,14 @@ from ..errors import ProfileError
 from ..stacks import STACK_CHOICES
 from .checkers import (
     Checker,
+    _ask_yes_no,
     _bool,
     _choice,
     _lease,
     _loopback,
     _path,
     _port,
+    _shell_lines,
     _str,
     _url,
 )
@@ -91,6 +93,15 @@ class JupyterSettings:
 
 
 @dataclass(frozen=True)
+class KernelSettings:
+    """The kernel Colab starts: which remote Python, prepared how."""
+
+    python: str = "auto"  # auto, or a remote path (~ is the remote home)
+    setup: tuple[str, ...] = ()  # shell lines run by a POSIX sh before the kernel starts
+    install_ipykernel: str = "ask"  # ask | yes | no, when that Python lacks ipykernel
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str  # the runtime's name: the profile's, or PROFILE-SUFFIX for a {run} template
     source: Path
@@ -98,6 +109,7 @@ class Profile:
     ssh: SSHSettings | None = None
     gce: GCESettings | None = None
     base: str = ""  # the template profile this runtime was made from ({run}), else ""
+    kernel: KernelSettings = field(default_factory=KernelSettings)
 
     @property
     def kind(self) -> str:
@@ -205,4 +217,9 @@ JUPYTER_SCHEMA: dict[str, tuple[Checker, bool]] = {
     "bind_host": (_loopback, False),
     "lease_seconds": (_lease, False),
 }
-PROFILE_KEYS = ("ssh", "gce", "jupyter", "description")
+KERNEL_SCHEMA: dict[str, tuple[Checker, bool]] = {
+    "python": (_str, False),
+    "setup": (_shell_lines, False),
+    "install_ipykernel": (_ask_yes_no, False),
+}
+PROFILE_KEYS = ("ssh", "gce", "jupyter", "kernel", "description")

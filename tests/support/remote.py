@@ -32,6 +32,7 @@ def sandbox_profile(
     *,
     ssh: dict[str, Any] | None = None,
     jupyter: dict[str, Any] | None = None,
+    kernel: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A profile body for the sandbox; `port=None` leaves jupyter.port out (the default)."""
     body = box.profile(name, port or 8888)
@@ -39,6 +40,7 @@ def sandbox_profile(
         del body["jupyter"]["port"]
     body["ssh"].update(ssh or {})
     body["jupyter"].update(jupyter or {})
+    body["kernel"].update(kernel or {})
     return body
 
 

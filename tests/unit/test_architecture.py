@@ -27,8 +27,8 @@ LAYERS: list[set[str]] = [
     {"", "errors", "options", "paths", "redact", "procs", "lifecycle"},
     {"jupyter", "stacks", "profiles"},  # what a runtime is, as data
     {"ssh"},  # one connection
-    {"forward", "health", "providers", "server_api", "activity"},  # over a connection; to one
-    {"ports", "remote", "provision", "heartbeat", "state", "stops"},  # the parts of a runtime
+    {"forward", "health", "providers", "server_api", "activity", "bootstrap"},  # over/to one
+    {"ports", "remote", "provision", "kernel", "heartbeat", "state", "stops"},  # runtime parts
     {"runtime"},  # the orchestration
     # runtimes in use, across processes; the doctor of the whole path
     {"command", "supervisor", "control", "notebooks", "doctor"},

@@ -4,7 +4,6 @@ kept off every command line, and `ssh.Session` / the agent over a real SSH trans
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -13,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,7 +21,7 @@ import pytest
 from support.net import free_port
 from support.procs import alive
 
-from remote_runtime import jupyter, remote, ssh
+from remote_runtime import bootstrap, jupyter, remote, ssh
 from remote_runtime.errors import (
     AuthenticationError,
     HostKeyError,
@@ -75,62 +73,6 @@ def sh(command: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[
     )
 
 
-# --- agent_command quoting, run by a real /bin/sh ------------------------------------------
-
-
-def test_hostile_python_value_is_one_word(tmp_path: Path) -> None:
-    for python in ("python3; touch pwned", "python3 && touch pwned2", "$(touch pwned3)"):
-        result = sh(remote.agent_command(python, "probe"), tmp_path)
-        assert result.returncode == 127, result  # "command not found": one word, not code
-    assert pwned(tmp_path) == []
-
-
-def test_agent_receives_every_value_verbatim(tmp_path: Path) -> None:
-    # A stand-in interpreter whose own path is hostile; it records what it received.
-    odd_dir = tmp_path / "py $(touch pwned-dir) `x` 'q\" \n;&"
-    odd_dir.mkdir()
-    record = tmp_path / "argv.json"
-    fake = odd_dir / "python3"
-    fake.write_text(
-        f"#!{sys.executable}\n"
-        "import json, sys\n"
-        f"json.dump(sys.argv[1:], open({str(record)!r}, 'w'))\n"
-    )
-    fake.chmod(0o755)
-    result = sh(remote.agent_command(str(fake), "status", *HOSTILE), tmp_path)
-    assert result.returncode == 0, result
-    assert pwned(tmp_path) == []
-    argv = json.loads(record.read_text())
-    assert argv[0] == "-c"
-    assert "sys.argv.pop(1)" in argv[1]
-    sources = json.loads(zlib.decompress(base64.b64decode(argv[2])).decode())
-    assert sources == remote.agent_sources()
-    agent_dir = Path(remote.__file__).with_name("agent")
-    assert sources["rr_agent.main"] == (agent_dir / "main.py").read_text()
-    assert argv[3:] == ["status", *HOSTILE]
-
-
-def test_the_real_agent_runs_through_the_shell(tmp_path: Path) -> None:
-    with socket.create_server(("127.0.0.1", 0)) as taken:
-        busy = taken.getsockname()[1]
-        with socket.create_server(("127.0.0.1", 0)) as probe_free:
-            free = probe_free.getsockname()[1]
-        config = {"bind_host": "127.0.0.1", "check_existing": False, "requirements": ["x"]}
-        result = sh(
-            remote.agent_command(sys.executable, "probe", str(free), str(busy)),
-            tmp_path,
-            stdin=json.dumps(config) + "\n",
-        )
-    assert result.returncode == 0, result
-    answer = json.loads(result.stdout)
-    assert answer["free_ports"] == [free]
-    assert answer["uid"] == os.getuid() and answer["candidates"] == []
-    # A hostile run id reaches the agent as one argument, which refuses it.
-    result = sh(remote.agent_command(sys.executable, "status", "../x; touch pwned"), tmp_path)
-    assert result.returncode != 0 and "bad run id" in result.stderr
-    assert pwned(tmp_path) == []
-
-
 # --- the token ---------------------------------------------------------------------------------
 
 
@@ -170,15 +112,21 @@ def test_server_argv_has_no_token_and_the_colab_flags(
 
 
 class FakeProcess:
+    """The agent's side of `start`: the output mark, then `answer` for every read."""
+
     def __init__(self, answer: str | None) -> None:
         self.written: list[str] = []
         self.answer = answer
         self.closed = False
+        self.marked = False
 
     def write_line(self, line: str) -> None:
         self.written.append(line)
 
     def read_line(self, timeout: float) -> str | None:
+        if not self.marked:
+            self.marked = True
+            return "a greeting from .bashrc" + bootstrap.OUTPUT_MARK
         return self.answer
 
     def read_stderr(self) -> str:
@@ -219,9 +167,11 @@ def start_with(answer: str | None, **settings: object) -> tuple[FakeSession, obj
 def test_start_sends_the_token_only_on_stdin() -> None:
     session, handle = start_with(OK_ANSWER, python="python3; $(evil)", workdir="~/nb $(x)")
     (command,) = session.commands
-    assert TOKEN not in command
-    assert command.startswith("'python3; $(evil)' -c ")
-    (line,) = session.process.written
+    assert command == bootstrap.LOGIN_COMMAND
+    agent, line = session.process.written
+    assert TOKEN not in agent
+    mark = f"printf '%s\\n' {bootstrap.OUTPUT_MARK}"
+    assert agent.startswith(f"{mark} && exec 'python3; $(evil)' -c ")
     config = json.loads(line)
     assert config["token"] == TOKEN
     assert TOKEN not in json.dumps(config["argv"])

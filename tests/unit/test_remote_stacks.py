@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from remote_runtime import provision, remote
+from remote_runtime import bootstrap, provision, remote
 from remote_runtime.errors import RemoteSetupError
 from remote_runtime.options import Step
 from remote_runtime.profiles import JupyterSettings
@@ -27,11 +27,16 @@ class Process:
     """A remote agent that answers ensure-managed with the lines given."""
 
     def __init__(self, answers: list[dict[str, Any]]) -> None:
-        self.answers = [json.dumps(a) for a in answers]
+        # The agent line (bootstrap.agent_line) comes first, then the agent's output mark.
+        self.agent_line = ""
+        self.answers = [bootstrap.OUTPUT_MARK, *(json.dumps(a) for a in answers)]
         self.written: list[dict[str, Any]] = []
         self.closed = False
 
     def write_line(self, line: str) -> None:
+        if not self.agent_line:
+            self.agent_line = line
+            return
         self.written.append(json.loads(line))
 
     def read_line(self, timeout: float) -> str | None:

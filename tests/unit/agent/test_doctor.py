@@ -12,16 +12,18 @@ from typing import Any
 
 from support.pythons import without_venv
 
-from remote_runtime.remote import agent_command
+from remote_runtime import bootstrap
 
 
 def ask(python: str, config: dict[str, Any], cache: Path) -> dict[str, Any]:
-    result = subprocess.run(["/bin/sh", "-c", agent_command(python, "doctor")],
-                            input=json.dumps(config) + "\n", capture_output=True, text=True,
+    line = bootstrap.agent_line(python, "doctor")
+    result = subprocess.run(["/bin/sh", "-c", bootstrap.LOGIN_COMMAND],
+                            input=f"{line}\n{json.dumps(config)}\n", capture_output=True,
+                            text=True,
                             env={**os.environ, "XDG_CACHE_HOME": str(cache)}, timeout=120,
                             check=False)
     assert result.returncode == 0, result.stderr
-    answer: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    answer: dict[str, Any] = json.loads(bootstrap.after_mark(result.stdout).strip())
     return answer
 
 

@@ -134,6 +134,37 @@ def test_defaults_and_port_flag(tmp_path: Path) -> None:
     assert (written.port, written.port_explicit) == (8888, True)
 
 
+def test_kernel_section(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "p.yaml",
+        """
+        profiles:
+          plain:
+            ssh: {host: h}
+          dl:
+            ssh: {host: h}
+            kernel:
+              python: ~/venvs/ml/bin/python
+              setup:
+                - source ~/miniconda3/bin/activate ml
+                - export HF_HOME=/data/hf
+              install_ipykernel: yes
+          one:
+            ssh: {host: h}
+            kernel: {setup: "module load cuda", install_ipykernel: no}
+        """,
+    )
+    loaded = profiles.load(path)
+    assert loaded.get("plain").kernel == profiles.KernelSettings(
+        python="auto", setup=(), install_ipykernel="ask")
+    assert loaded.get("dl").kernel == profiles.KernelSettings(
+        python="~/venvs/ml/bin/python",  # kept as written: `~` is the remote's home
+        setup=("source ~/miniconda3/bin/activate ml", "export HF_HOME=/data/hf"),
+        install_ipykernel="yes")  # YAML's bare yes is a boolean; both spellings work
+    one = loaded.get("one").kernel
+    assert (one.setup, one.install_ipykernel) == (("module load cuda",), "no")
+
+
 def test_shipped_example_is_valid() -> None:
     example = REPO_ROOT / "profiles.example.yaml"
     loaded, problems = profiles.validate(example)
@@ -355,6 +386,28 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
             "key 'gce.zonee'",
             "unknown key (did you mean 'zone'?)",
         ),
+        # kernel sections
+        (
+            "ssh: {host: h}\nkernel: {install_ipykernel: maybe}\n",
+            3,
+            "key 'kernel.install_ipykernel'",
+            "must be one of ask, yes, no, not 'maybe'",
+        ),
+        ("ssh: {host: h}\nkernel: {python: ''}\n", 3, "key 'kernel.python'", "non-empty"),
+        (
+            "ssh: {host: h}\nkernel:\n  setup: [export A=1, 3]\n",
+            4,
+            "key 'kernel.setup'",
+            "must be a list of shell lines",
+        ),
+        ("ssh: {host: h}\nkernel: {setup: {a: 1}}\n", 3, "key 'kernel.setup'", "shell lines"),
+        (
+            "ssh: {host: h}\nkernel: {pyhton: auto}\n",
+            3,
+            "key 'kernel.pyhton'",
+            "unknown key (did you mean 'python'?)",
+        ),
+        ("ssh: {host: h}\nkernel: auto\n", 3, "key 'kernel'", "must be a mapping of keys"),
     ],
 )
 def test_profile_problems_name_file_line_profile_and_key(
