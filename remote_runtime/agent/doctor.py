@@ -1,26 +1,13 @@
-"""What `doctor` asks of the remote, besides the probe: can this Python make a venv, is
-the managed env built, how much disk is free where it goes and in the workdir, and has
-the kernel's Python ipykernel. One JSON line in, one out; nothing is changed."""
+"""What `doctor` asks of the remote, besides the probe and the kernel's Python (`kernel`):
+can this Python make a venv, is the managed env built, and how much disk is free where it
+goes and in the workdir. One JSON line in, one out; nothing is changed."""
 
 import json
 import os
-import subprocess
 import sys
 
 from .build import is_built, managed_dir
 from .common import base_dir, emit
-
-# Run by the kernel's Python (any version): which one it is, and its ipykernel.
-KERNEL_CHECK = (
-    "import json, sys\n"
-    "try:\n"
-    "    import ipykernel\n"
-    "    found = str(getattr(ipykernel, '__version__', '?'))\n"
-    "except Exception as exc:\n"
-    "    found = None\n"
-    "print(json.dumps({'executable': sys.executable, 'ipykernel': found,\n"
-    "                  'version': '%d.%d.%d' % tuple(sys.version_info[:3])}))\n"
-)
 
 
 def venv_support():
@@ -51,23 +38,6 @@ def disk(path):
             "total": stat.f_blocks * stat.f_frsize}
 
 
-def kernel_facts(python):
-    """The kernel's interpreter and its ipykernel, run as the kernel would run it."""
-    try:
-        out = subprocess.run([os.path.expanduser(python), "-c", KERNEL_CHECK],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60,
-                             check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return {"python": python, "error": str(exc)}
-    try:
-        found = json.loads(out.stdout.decode(errors="replace").strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        last = (out.stderr.decode(errors="replace").strip().splitlines() or ["?"])[-1]
-        return {"python": python, "error": last[:200]}
-    found["python"] = python
-    return found
-
-
 def cmd_doctor(args):
     config = json.loads(sys.stdin.readline() or "{}")
     base = base_dir()
@@ -77,7 +47,5 @@ def cmd_doctor(args):
     if name:
         env = managed_dir(name)
         answer["env"] = {"path": env, "built": is_built(env)}
-    if config.get("kernel_python"):
-        answer["kernel"] = kernel_facts(config["kernel_python"])
     emit(answer)
     return 0

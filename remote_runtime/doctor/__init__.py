@@ -7,7 +7,8 @@ say which one is broken and how to fix it. Returns data (a `Report`); prints not
   cloud      GCE: credentials, project, instance, the key in metadata, host keys, address
   reach      DNS and TCP, ProxyCommand (IAP), ProxyJump: the SSH server answers
   handshake  the handshake, the host key, the auth methods, which key is accepted
-  remote     Python, the server stack and its routes, venv, the kernel, ports, disk
+  remote     Python, the server stack and its routes, venv, the kernel's Python and its
+             ipykernel, ports, disk
   local      the local port (free, ours, or whose), loopback IPv4 and IPv6, localhost
   routes     both Colab routes from both origins, to a kernel, through a runtime
   browser    what the browsers found here need (local network access, Firefox's pref)
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from ..options import Progress, quiet
 from ..ssh import Prompter
 from . import browser, cloud, handshake, local, profile, reach, remote, routes
-from .remote import STACK_CHECKS, KernelFacts
+from .remote import STACK_CHECKS
 from .report import FAILED, OK, SKIPPED, STAGES, WARNING, Check, Report, Stage
 from .walk import Options, Walk
 
@@ -36,7 +37,6 @@ __all__ = [
     "STAGES",
     "WARNING",
     "Check",
-    "KernelFacts",
     "Options",
     "Report",
     "Stage",

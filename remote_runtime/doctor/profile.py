@@ -23,8 +23,7 @@ def run(walk: Walk) -> None:
     try:
         loaded, problems = profiles.validate(source)
     except ProfileError as exc:  # missing, unreadable, not YAML
-        walk.fail(STAGE, "profiles file", exc.message,
-                  exc.hint or "create it: profiles.example.yaml documents every key",
+        walk.fail(STAGE, "profiles file", exc.message, exc.hint or CHECK_HINT,
                   stops="the profiles file cannot be read")
         return
     if problems:
@@ -59,6 +58,10 @@ def _jupyter(walk: Walk) -> None:
     walk.ok(STAGE, "jupyter settings",
             f"port {port} ({where}), env {j.env}, stack {j.stack}, python {j.python}, "
             f"workdir {j.workdir}{command}")
+    k = walk.profile.kernel
+    setup = f", setup {len(k.setup)} line{'s' if len(k.setup) != 1 else ''}" if k.setup else ""
+    walk.ok(STAGE, "kernel settings", f"python {k.python}{setup}, install_ipykernel "
+            f"{k.install_ipykernel}")
 
 
 def _ssh_settings(walk: Walk) -> None:

@@ -1,21 +1,21 @@
 """Stage `remote`: the remote side as `up` would find it, with nothing installed or
 started: the Python that runs the agent, the server stack `up` would run (an existing
 Jupyter or the managed env, built or not) and the Colab routes it serves, whether the
-managed env can be built (venv), the kernel's Python and its ipykernel, the port on the
-remote, and disk space."""
+managed env can be built (venv), the kernel's Python (`kernel.python` in the remote login
+environment, found as `up` finds it) and its ipykernel, the port on the remote, and disk
+space."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from .. import ports, provision, stacks, state
+from .. import kernel, ports, provision, stacks, state
 from ..bootstrap import run_agent
 from ..errors import RemoteRuntimeError, RemoteSetupError, SSHError, StateError
 from ..provision import ServerStack
-from ..remote import RemoteHost
+from ..remote import RemoteHost, agent_answer
 from .walk import Walk
 
 STAGE = "remote"
@@ -34,18 +34,6 @@ Stack = ServerStack | stacks.Choice
 # stack that `plan` does not decide, such as one named by `jupyter.stack` that is not
 # a Jupyter found or built here: then this function is all the doctor checks of it).
 STACK_CHECKS: dict[str, Callable[[Walk], None]] = {}
-
-
-@dataclass(frozen=True)
-class KernelFacts:
-    """The Python the Colab kernel runs, as the doctor found it."""
-
-    python: str
-    why: str  # how it was chosen ("the server's env", "kernel.python", ...)
-    version: str = ""
-    ipykernel: str | None = None  # its version; None: missing
-    error: str = ""  # why it could not be run
-    if_missing: str = "fail"  # what `up` does without ipykernel: install | ask | fail
 
 
 def run(walk: Walk) -> None:
@@ -83,7 +71,7 @@ def run(walk: Walk) -> None:
     _routes(walk, stack)
     if not built:
         _venv(walk, facts)
-    _kernel(walk, _kernel_facts(stack, facts, built))
+    _kernel(walk)
     check = STACK_CHECKS.get(stack.stack)
     if check is not None:
         check(walk)
@@ -101,36 +89,21 @@ def _other_stack(walk: Walk, name: str) -> None:
 
 
 def _agent(walk: Walk, stack: Stack) -> dict[str, Any]:
-    """The agent's `doctor` answer (venv, the managed env, disk, the kernel's Python)."""
+    """The agent's `doctor` answer (venv, the managed env, disk)."""
     assert walk.session is not None and walk.profile is not None
     config: dict[str, Any] = {"workdir": walk.profile.jupyter.workdir}
     if isinstance(stack, stacks.Choice):
         config["env_name"] = stack.env_name
-    elif isinstance(stack, ServerStack):
-        python = _candidate_python(walk, stack)
-        if python:
-            config["kernel_python"] = python
     try:
         result = run_agent(walk.session, walk.profile.jupyter.python, "doctor",
                            stdin=json.dumps(config) + "\n", timeout=AGENT_TIMEOUT)
     except SSHError as exc:
         return {"error": exc.message}
-    for line in reversed(result.stdout.strip().splitlines()):
-        try:
-            answer = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(answer, dict):
-            return answer
-    return {"error": (result.stderr or result.stdout).strip()[-300:] or "no answer"}
-
-
-def _candidate_python(walk: Walk, stack: ServerStack) -> str | None:
-    assert walk.probe is not None
-    for candidate in walk.probe.candidates:
-        if candidate.get("argv") == stack.jupyter:
-            return str(candidate.get("python") or "") or None
-    return None
+    try:
+        return agent_answer(result.stdout, "doctor")
+    except RemoteSetupError as exc:  # no answer (the tail says why), or a refusal
+        tail = result.stderr.strip()[-300:]
+        return {"error": f"{exc.message}: {tail}" if tail else exc.message}
 
 
 def _stack(walk: Walk, stack: Stack, facts: dict[str, Any]) -> bool:
@@ -180,49 +153,51 @@ def _venv(walk: Walk, facts: dict[str, Any]) -> None:
                   stops="the managed env cannot be built on the remote")
 
 
-def _kernel_facts(stack: Stack, facts: dict[str, Any], built: bool) -> KernelFacts | None:
-    """The kernel Colab starts is the server env's own Python (the default kernelspec)."""
-    found = facts.get("kernel") or {}
-    if isinstance(stack, ServerStack):
-        if not found:
-            return None
-        return KernelFacts(python=str(found.get("python", "?")), why="the existing "
-                           "Jupyter's Python", version=str(found.get("version", "")),
-                           ipykernel=found.get("ipykernel"), error=str(found.get("error", "")))
-    lock_has = stack.lock is not None and any(
-        name.lower() == "ipykernel" for name, _ in stack.lock.pins)
-    if stack.lock is None or lock_has:
-        return KernelFacts(python="the managed env's Python", why="the server env",
-                           ipykernel="(in the stack's lock)" if lock_has
-                           else "(installed with the stack)",
-                           version=f"{stack.python[0]}.{stack.python[1]}")
-    return KernelFacts(python="the managed env's Python", why="the server env",
-                       ipykernel=None, if_missing="fail")
+def _kernel(walk: Walk) -> None:
+    """The Python `kernel.python` resolves to in the remote login environment (after
+    `kernel.setup`), found by the agent as `up` finds it, and whether it has ipykernel.
+    The doctor installs nothing: where `up` would install ipykernel (or ask to), no
+    short runtime is started for the route checks."""
+    assert walk.session is not None and walk.profile is not None
+    settings = walk.profile.kernel
+    try:
+        choice, has_ipykernel = kernel.find(
+            walk.session, settings, agent_python=walk.profile.jupyter.python,
+            workdir=walk.profile.jupyter.workdir, progress=walk.progress)
+    except RemoteRuntimeError as exc:
+        walk.fail(STAGE, "kernel", exc.message, exc.hint or "",
+                  stops="the kernel's Python cannot be found")
+        return
+    if choice.note:
+        walk.warn(STAGE, "kernel env", f"{choice.note}: the kernel gets the SSH session's "
+                  "environment", "check the remote login shell's startup files")
+    _kernel_verdict(walk, choice, has_ipykernel, settings.install_ipykernel)
 
 
-def _kernel(walk: Walk, facts: KernelFacts | None) -> None:
-    if facts is None:
-        walk.warn(STAGE, "kernel", "could not tell which Python the kernel runs")
+def _kernel_verdict(walk: Walk, choice: kernel.KernelChoice, has_ipykernel: bool,
+                    policy: str) -> None:
+    real = f" at {choice.executable}" if choice.executable != choice.python else ""
+    setup = f", after kernel.setup ({len(choice.setup)} line" \
+        f"{'s' if len(choice.setup) != 1 else ''})" if choice.setup else ""
+    what = f"{choice.python} (Python {choice.version}{real}; {choice.why}{setup})"
+    if has_ipykernel:
+        walk.ok(STAGE, "kernel", f"{what} has ipykernel")
         return
-    if facts.error:
-        walk.fail(STAGE, "kernel", f"the kernel's Python {facts.python} does not run: "
-                  f"{facts.error}", "check the Python the kernel is set to run",
-                  stops="the kernel's Python does not run")
-        return
-    version = f" (Python {facts.version}; {facts.why})" if facts.version else f" ({facts.why})"
-    if facts.ipykernel:
-        walk.ok(STAGE, "kernel", f"{facts.python}{version} has ipykernel {facts.ipykernel}")
-        return
-    command = f"{facts.python} -m pip install ipykernel"
-    if facts.if_missing == "install":
-        walk.warn(STAGE, "kernel", f"{facts.python}{version} has no ipykernel: `up` installs "
-                  "it (kernel.install_ipykernel: yes)")
-    elif facts.if_missing == "ask":
-        walk.warn(STAGE, "kernel", f"{facts.python}{version} has no ipykernel: `up` asks to "
-                  "install it (and fails where nobody can answer)", f"install it: {command}")
+    command = kernel.pip_command(choice.python)
+    not_started = "the doctor installs nothing, so no runtime is started to check the routes"
+    if policy == "yes":
+        walk.warn(STAGE, "kernel", f"{what} has no ipykernel: `up` installs it "
+                  "(kernel.install_ipykernel: yes)", f"or install it now: {command}")
+        walk.stop(f"the kernel's Python has no ipykernel yet ({not_started})")
+    elif policy == "ask":
+        walk.warn(STAGE, "kernel", f"{what} has no ipykernel: `up` asks to install it (and "
+                  "fails where nobody can answer)", f"install it: {command}, or set "
+                  "kernel.install_ipykernel: yes")
+        walk.stop(f"the kernel's Python has no ipykernel yet ({not_started})")
     else:
-        walk.fail(STAGE, "kernel", f"{facts.python}{version} has no ipykernel: Colab "
-                  "cannot start a kernel", f"install it: {command}",
+        walk.fail(STAGE, "kernel", f"{what} has no ipykernel: Colab cannot start a kernel "
+                  "(kernel.install_ipykernel: no)", f"install it: {command}, or set "
+                  "kernel.python to a Python that has it",
                   stops="the kernel's Python has no ipykernel")
 
 

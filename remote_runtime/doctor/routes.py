@@ -118,8 +118,11 @@ def _start(walk: Walk) -> tuple[Through | None, Runtime]:
     """A short runtime, as `up` starts it, on the first port free on both ends."""
     profile = walk.profile
     assert profile is not None
-    relaxed = dataclasses.replace(profile, jupyter=dataclasses.replace(
-        profile.jupyter, port_explicit=False))
+    # On the first port free on both ends; never installing ipykernel (the remote stage
+    # stopped the walk where the kernel's Python lacks it).
+    relaxed = dataclasses.replace(
+        profile, jupyter=dataclasses.replace(profile.jupyter, port_explicit=False),
+        kernel=dataclasses.replace(profile.kernel, install_ipykernel="no"))
     runtime = Runtime(relaxed, UpOptions(timeout=walk.options.timeout,
                                          accept_new_host_key=walk.options.accept_new_host_key),
                       progress=walk.progress, prompter=walk.prompter)

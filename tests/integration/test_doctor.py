@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from support.browsers import ALLOW, chrome_profile, colab_patterns
-from support.cli import cli_env, describe, run_cli, wait_until
+from support.cli import UpProcess, cli_env, describe, run_cli, wait_until
 from support.env import Isolated, require_netns_sandbox, unavailable
 from support.gce import PROJECT, ZONE, existing_vm, gce_body
 from support.jupyter_venv import stack_venv, venv_bin
@@ -31,6 +31,7 @@ from support.openssh import real_ssh
 from support.procs import alive, cmdline, wait_gone
 from support.pythons import without_venv
 from support.remote import Teardown, remote_servers, sandbox_profile, write_profiles
+from support.remote_user import python_env
 
 from remote_runtime.errors import ExitCode
 from sandbox import Sandbox
@@ -119,6 +120,8 @@ def test_healthy_runtime_all_ok_and_nothing_left_running(
     stages = [stage for _, stage, _ in found]
     assert sorted(set(stages), key=stages.index) == [
         "profile", "reach", "ssh", "remote", "local", "routes", "browser"]
+    assert line(result, "remote", "kernel")[1] == (
+        f"{sys.executable} (Python {sys.version.split()[0]}; kernel.python) has ipykernel")
     assert "accepted" in line(result, "ssh", "login")[1]
     for route in ("websocket route", "direct route"):
         for host in ("colab.research.google.com", "colab.google.com"):
@@ -269,6 +272,38 @@ def test_python_without_venv(isolated: Isolated, tmp_path: Path) -> None:
             for pid in box.remote_pids():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+
+
+def test_kernel_python_without_ipykernel(
+        clean_remote: Sandbox, teardown: Teardown, isolated: Isolated,
+        tmp_path: Path) -> None:
+    """kernel.python is a venv without ipykernel (nor pip): with install_ipykernel no, the
+    remote stage fails (exit 6); with ask, a warning and no short runtime (the doctor
+    installs nothing). Realistic remote (this machine's pip configuration kept)."""
+    box = clean_remote
+    python = python_env(tmp_path / "bare", ipykernel=False)
+    bodies = {f"k-{policy}": sandbox_profile(box, f"k-{policy}", PORTS.take(), kernel={
+        "python": str(python), "install_ipykernel": policy}) for policy in ("no", "ask")}
+    profiles = teardown.add(write_profiles(tmp_path / "profiles.yaml", bodies))
+    command = f"{python} -m pip install ipykernel"
+    result = doctor("k-no", "--profiles", str(profiles))
+    assert result.returncode == ExitCode.REMOTE_SETUP == 6, describe(result)
+    status, detail = line(result, "remote", "kernel")
+    assert status == "FAILED"
+    assert detail.startswith(f"{python} (Python {sys.version.split()[0]}")
+    assert "kernel.python) has no ipykernel: Colab cannot start a kernel" in detail
+    assert command in fix_after(result, "remote", "kernel")
+    assert "python " + str(python) in line(result, "profile", "kernel settings")[1]
+    assert line(result, "routes", "skipped")[1] == (
+        "a runtime cannot start: the kernel's Python has no ipykernel")
+    result = doctor("k-ask", "--profiles", str(profiles))
+    assert result.returncode == 0, describe(result)
+    status, detail = line(result, "remote", "kernel")
+    assert status == "warning" and "`up` asks to install it" in detail
+    assert command in fix_after(result, "remote", "kernel")
+    assert "the doctor installs nothing" in line(result, "routes", "skipped")[1]
+    assert not list((tmp_path / "bare").rglob("ipykernel"))  # nothing was installed
+    assert_nothing_left(box, teardown, isolated)
 
 
 def test_stack_without_the_extension(
@@ -482,20 +517,15 @@ def test_interrupted_while_its_runtime_runs(
     """Ctrl-C while the short runtime is up: it is torn down all the same (exit 130)."""
     box = clean_remote
     port, profiles = healthy_profile(box, teardown, isolated, tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "remote_runtime.cli", "doctor", "sb",
-                             "--profiles", str(profiles)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                            env=cli_env(), start_new_session=True)
+    proc = UpProcess.start("sb", "--profiles", str(profiles), command="doctor")
     try:
-        wait_until(lambda: remote_servers(box, port) or proc.poll() is not None, 120,
+        wait_until(lambda: remote_servers(box, port) or proc.proc.poll() is not None, 120,
                    "the short runtime's server")
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        os.killpg(proc.pid, signal.SIGINT)  # the terminal's Ctrl-C
-        _out, err = proc.communicate(timeout=120)
+        assert proc.proc.poll() is None, proc.describe()
+        proc.interrupt()  # the terminal's Ctrl-C
+        status = proc.wait(timeout=120)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-    assert proc.returncode == ExitCode.INTERRUPTED, err
-    assert "Traceback" not in err
+        proc.kill()
+    assert status == ExitCode.INTERRUPTED, proc.describe()
+    assert "Traceback" not in proc.stderr
     assert_nothing_left(box, teardown, isolated, port)

@@ -1,5 +1,5 @@
-"""The agent's `doctor` command, run as the remote runs it (`python -c BOOTSTRAP`) by a
-real shell: venv support, the managed env, disk space, the kernel's Python."""
+"""The agent's `doctor` command, run as the remote runs it (the login command reading the
+agent line from stdin) by a real shell: venv support, the managed env, disk space."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ def ask(python: str, config: dict[str, Any], cache: Path) -> dict[str, Any]:
 def test_this_python(tmp_path: Path) -> None:
     env = tmp_path / "cache" / "remote-runtime" / "envs" / "classic-py311-abc"
     env.mkdir(parents=True)
-    answer = ask(sys.executable, {"env_name": "classic-py311-abc", "workdir": str(tmp_path),
-                                  "kernel_python": sys.executable}, tmp_path / "cache")
+    answer = ask(sys.executable, {"env_name": "classic-py311-abc", "workdir": str(tmp_path)},
+                 tmp_path / "cache")
     assert answer["venv"]["ok"] is True and "ensurepip (pip " in answer["venv"]["reason"]
     assert answer["env"] == {"path": str(env), "built": False}
     (env / ".complete").touch()
@@ -39,16 +39,11 @@ def test_this_python(tmp_path: Path) -> None:
                tmp_path / "cache")["env"]["built"] is True
     assert answer["disk"]["workdir"]["path"] == str(tmp_path)
     assert answer["disk"]["env"]["free"] > 0 and answer["disk"]["env"]["total"] > 0
-    kernel = answer["kernel"]
-    assert kernel["python"] == sys.executable and kernel["executable"] == sys.executable
-    assert kernel["ipykernel"]  # this machine's Python has it (nbclient's kernels)
 
 
 def test_a_python_without_venv_says_why(tmp_path: Path) -> None:
     python = without_venv(tmp_path / "debian-python")
-    answer = ask(str(python), {"kernel_python": str(tmp_path / "gone" / "python3")},
-                 tmp_path / "cache")
+    answer = ask(str(python), {}, tmp_path / "cache")
     assert answer["venv"]["ok"] is False
     assert answer["venv"]["reason"].startswith("no ensurepip module")
     assert answer["python"] == str(python)
-    assert "No such file" in answer["kernel"]["error"]

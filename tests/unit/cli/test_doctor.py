@@ -66,6 +66,22 @@ def test_a_broken_profiles_file(isolated: object, tmp_path: Path, capsys: Captur
     assert report["failed_stage"] == "profile" and report["exit_code"] == 3
 
 
+@pytest.mark.parametrize(("text", "fix"), [
+    (None, "copy profiles.example.yaml there, or pass --profiles PATH"),
+    ("profiles:\n  no:\n    ssh: {host: lab}\n", "profiles check"),  # YAML's `no` is False
+])
+def test_a_profiles_file_that_cannot_be_read(text: str | None, fix: str, isolated: object,
+                                             tmp_path: Path, capsys: Capture) -> None:
+    profiles = tmp_path / "profiles.yaml"
+    if text is not None:
+        profiles.write_text(text)
+    status, out, _ = run(capsys, "lab", "--profiles", str(profiles), "--json")
+    assert status == 3
+    [check] = json.loads(out)["stages"][0]["checks"]
+    assert check["status"] == "failed" and str(profiles) in check["detail"]
+    assert fix in check["fix"]
+
+
 def test_a_missing_identity_file_fails_and_the_walk_goes_on(
         isolated: object, tmp_path: Path, capsys: Capture) -> None:
     profiles = write_profiles(tmp_path / "profiles.yaml", {"lab": {"ssh": {

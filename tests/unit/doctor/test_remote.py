@@ -12,10 +12,10 @@ import mockssh
 import pytest
 from support.net import free_port
 
-from remote_runtime import ssh
-from remote_runtime.doctor import FAILED, OK, WARNING, KernelFacts, Options, Report, Walk
+from remote_runtime import kernel, ssh
+from remote_runtime.doctor import FAILED, OK, WARNING, Options, Report, Walk
 from remote_runtime.doctor import remote as stage
-from remote_runtime.profiles import JupyterSettings, Profile, SSHSettings
+from remote_runtime.profiles import JupyterSettings, KernelSettings, Profile, SSHSettings
 from remote_runtime.ssh import Endpoint
 
 pytestmark = pytest.mark.filterwarnings("ignore:setDaemon:DeprecationWarning")
@@ -32,12 +32,13 @@ def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ssh.Ses
         yield connected
 
 
-def walk_for(tmp_path: Path, **jupyter: Any) -> Walk:
+def walk_for(tmp_path: Path, kernel_python: str = sys.executable, **jupyter: Any) -> Walk:
     walk = Walk(Options(), report=Report("lab"))
     settings = {"python": sys.executable, "env": "managed", "workdir": str(tmp_path),
                 "port": free_port(), "port_explicit": True, **jupyter}
     walk.profile = Profile(name="lab", source=tmp_path / "profiles.yaml",
-                           ssh=SSHSettings(host="lab"), jupyter=JupyterSettings(**settings))
+                           ssh=SSHSettings(host="lab"), jupyter=JupyterSettings(**settings),
+                           kernel=KernelSettings(python=kernel_python))
     return walk
 
 
@@ -60,7 +61,8 @@ def test_a_fresh_remote_through_the_agent(session: ssh.Session, tmp_path: Path,
     assert "is not built yet" in found["stack"][1]  # an empty cache dir (the test's own)
     assert found["routes"][0] == OK
     assert found["venv"][0] == OK and "ensurepip" in found["venv"][1]
-    assert found["kernel"][0] == OK and "ipykernel" in found["kernel"][1]
+    assert found["kernel"] == (OK, f"{sys.executable} (Python {sys.version.split()[0]}; "
+                                   "kernel.python) has ipykernel")
     assert found["port"][0] == OK
     assert found["disk"][0] in (OK, WARNING)
     assert seen == ["classic"]  # a stack's own checks run after its line
@@ -76,28 +78,42 @@ def test_a_remote_python_that_is_not_there(session: ssh.Session, tmp_path: Path)
     assert walk.stopped == "the remote agent cannot run"
 
 
-@pytest.mark.parametrize(("facts", "status", "text"), [
-    (KernelFacts("/opt/conda/bin/python", "kernel.python", "3.10.14", "6.29.5"), OK,
-     "/opt/conda/bin/python (Python 3.10.14; kernel.python) has ipykernel 6.29.5"),
-    (KernelFacts("/usr/bin/python3", "auto", "3.12.3", None, if_missing="install"), WARNING,
-     "`up` installs it"),
-    (KernelFacts("/usr/bin/python3", "auto", "3.12.3", None, if_missing="ask"), WARNING,
-     "`up` asks to install it"),
-    (KernelFacts("/usr/bin/python3", "auto", "3.12.3", None), FAILED,
-     "has no ipykernel: Colab cannot start a kernel"),
-    (KernelFacts("/opt/gone/python", "kernel.python", error="No such file"), FAILED,
-     "does not run: No such file"),
+def test_a_kernel_python_that_is_not_there(session: ssh.Session, tmp_path: Path) -> None:
+    walk = walk_for(tmp_path, kernel_python=str(tmp_path / "gone" / "python3"))
+    walk.session = session
+    stage.run(walk)
+    status, detail = checks(walk)["kernel"]
+    assert status == FAILED and str(tmp_path / "gone" / "python3") in detail
+    assert walk.stopped == "the kernel's Python cannot be found"
+    assert checks(walk)["port"][0] == OK  # the rest of the remote is still checked
+
+
+CHOICE = kernel.KernelChoice(python="/usr/bin/python3", why="auto: the login environment's "
+                             "python3", version="3.12.3", executable="/usr/bin/python3.12",
+                             prefix="/usr", setup=("module load cuda",))
+
+
+@pytest.mark.parametrize(("has", "policy", "status", "text", "fix"), [
+    (True, "ask", OK, "/usr/bin/python3 (Python 3.12.3 at /usr/bin/python3.12; auto: the "
+     "login environment's python3, after kernel.setup (1 line)) has ipykernel", ""),
+    (False, "yes", WARNING, "has no ipykernel: `up` installs it", "or install it now: "
+     "/usr/bin/python3 -m pip install ipykernel"),
+    (False, "ask", WARNING, "has no ipykernel: `up` asks to install it", "install it: "
+     "/usr/bin/python3 -m pip install ipykernel, or set kernel.install_ipykernel: yes"),
+    (False, "no", FAILED, "has no ipykernel: Colab cannot start a kernel", "install it: "
+     "/usr/bin/python3 -m pip install ipykernel, or set kernel.python"),
 ])
-def test_kernel_verdicts(facts: KernelFacts, status: str, text: str, tmp_path: Path) -> None:
+def test_kernel_verdicts(has: bool, policy: str, status: str, text: str, fix: str,
+                         tmp_path: Path) -> None:
     walk = walk_for(tmp_path)
-    stage._kernel(walk, facts)
+    stage._kernel_verdict(walk, CHOICE, has, policy)
     [check] = walk.report.checks
     assert check.status == status and text in check.detail
-    if status == FAILED:
-        assert walk.stopped is not None
-    if facts.ipykernel is None and not facts.error:
-        assert check.fix == "" if facts.if_missing == "install" else \
-            "-m pip install ipykernel" in check.fix
+    assert check.fix.startswith(fix) if fix else check.fix == ""
+    # No short runtime is started where `up` would install ipykernel (or ask to).
+    assert (walk.stopped is None) == has
+    if walk.stopped is not None and status == WARNING:
+        assert "the doctor installs nothing" in walk.stopped
 
 
 def test_ports_on_the_remote(tmp_path: Path) -> None:
