@@ -296,6 +296,8 @@ def test_kernel_python_without_ipykernel(
     assert "python " + str(python) in line(result, "profile", "kernel settings")[1]
     assert line(result, "routes", "skipped")[1] == (
         "a runtime cannot start: the kernel's Python has no ipykernel")
+    up = run_cli("up", "k-no", "--profiles", str(profiles), timeout=240)  # as predicted
+    assert up.returncode == ExitCode.REMOTE_SETUP and command in up.stderr, describe(up)
     result = doctor("k-ask", "--profiles", str(profiles))
     assert result.returncode == 0, describe(result)
     status, detail = line(result, "remote", "kernel")
