@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -39,16 +38,15 @@ from .errors import (
     SSHError,
     StateError,
 )
-from .options import Progress, Step, UpOptions
+from .options import Step, UpOptions
 from .profiles import Profile
 from .runtime import Runtime, RuntimeInfo
-from .ssh import Prompter
 
 BACKOFF_MAX = 30.0
-STARTING_STOP_WAIT = 120.0  # a supervisor interrupted mid-install unwinds, then tears down
 
 
 def log_path(name: str) -> Path:
+    """Where a detached runtime's supervisor logs (also read by `up --detach`)."""
     return paths.ensure_private_dir(paths.log_dir()) / f"{name}.log"
 
 
@@ -272,24 +270,6 @@ def keep_alive(runtime: Runtime, stop: threading.Event, note: Callable[[str], No
             break
 
 
-def _answer(process: subprocess.Popen[str], prompter: Prompter | None,
-            message: dict[str, Any]) -> None:
-    """Ask the supervisor's question on our terminal and send the answer back."""
-    if prompter is None or process.stdin is None:
-        return
-    if "show" in message:
-        prompter.show(str(message["show"]))
-        return
-    try:
-        answer = prompter.ask(str(message["prompt"]), echo=bool(message.get("echo")))
-        reply: dict[str, Any] = {"answer": answer}
-    except EOFError:
-        reply = {"cancel": True}
-    try:
-        process.stdin.write(json.dumps(reply) + "\n")
-        process.stdin.flush()
-    except OSError:
-        pass  # the supervisor is gone; its error line (or exit) follows
 def _count_reconnect(name: str, before: int, note: Callable[[str], None]) -> int:
     """Record one more reconnect; best effort (a full disk must not end the runtime)."""
     count = before + 1
@@ -301,121 +281,3 @@ def _count_reconnect(name: str, before: int, note: Callable[[str], None]) -> int
         note(f"could not update the state record ({getattr(exc, 'message', exc)}); "
              "the runtime keeps running; `list` may show an older reconnect count")
     return count
-
-
-def spawn(name: str, profiles_path: Path, options: UpOptions,
-          progress: Progress, prompter: Prompter | None = None) -> dict[str, Any]:
-    """Start a supervisor and relay its progress; return its `ready` info.
-
-    With a `prompter` (a terminal), the supervisor's login questions (passphrase,
-    one-time code, password) are asked here before this returns.
-    Raises the supervisor's error (with its exit code) if it fails to come up.
-    """
-    argv = [sys.executable, "-m", "remote_runtime.cli", "_supervise", name,
-            "--profiles", str(profiles_path), "--options", options.to_json()]
-    if prompter is not None:
-        argv.append("--relay-prompts")
-    try:
-        log = log_path(name)
-        err: IO[str] | int = log.open("a", encoding="utf-8")
-    except OSError:  # the supervisor's claim of the state dir says what is wrong
-        log, err = paths.log_dir() / f"{name}.log", subprocess.DEVNULL
-    try:
-        process = _start_detached(
-            argv, stdin=subprocess.PIPE if prompter is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=err, text=True)
-    finally:
-        if not isinstance(err, int):
-            err.close()
-    assert process.stdout is not None
-    owner = process.pid
-    try:
-        for line in process.stdout:
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue
-            if "started" in message:
-                owner = int(message["started"])
-            elif "ready" in message:
-                info: dict[str, Any] = message["ready"]
-                info["pid"] = owner
-                info["log"] = str(log)
-                return info
-            else:
-                _relay(message, process, progress, prompter)
-        status = process.wait(timeout=120)
-        raise RemoteRuntimeError(f"the supervisor exited ({status}) before the runtime was up",
-                                 hint=f"see {log}")
-    except KeyboardInterrupt:
-        _stop_starting(name, owner, process)
-        raise
-    finally:
-        process.stdout.close()
-        if process.stdin is not None:
-            with contextlib.suppress(OSError):
-                process.stdin.close()
-
-
-def _relay(message: dict[str, Any], process: subprocess.Popen[str], progress: Progress,
-           prompter: Prompter | None) -> None:
-    """One message of a starting supervisor: a question, progress, or its error (raised)."""
-    if "prompt" in message or "show" in message:
-        _answer(process, prompter, message)
-    elif "step" in message:
-        progress(Step(**message["step"]))
-    elif "progress" in message:
-        progress(str(message["progress"]))
-    elif "error" in message:
-        error = RemoteRuntimeError(message["error"], hint=message.get("hint"),
-                                   details=message.get("details"))
-        error.exit_code = ExitCode(message.get("exit_code", ExitCode.ERROR))
-        process.wait(timeout=120)
-        raise error
-
-
-def _stop_starting(name: str, pid: int, process: subprocess.Popen[str]) -> None:
-    """Ctrl-C while a supervisor starts: ask it as `down` does (a stop request reaches it
-    on every OS; on Windows it has no console for Ctrl-C and no SIGTERM to catch). It tears
-    down what it started, which may take a while, then ends."""
-    stops.request(name, pid)
-    try:
-        process.wait(timeout=STARTING_STOP_WAIT)
-    except subprocess.TimeoutExpired:
-        procs.stop_child(process, timeout=5)
-    finally:
-        stops.withdraw(name)
-
-
-# Windows process creation flags (subprocess defines them only on Windows).
-DETACHED_PROCESS = 0x00000008
-CREATE_NEW_PROCESS_GROUP = 0x00000200
-CREATE_BREAKAWAY_FROM_JOB = 0x01000000
-
-
-def detach_options(windows: bool) -> list[dict[str, Any]]:
-    """Popen keyword sets that detach a process, in the order to try them.
-
-    POSIX: a new session (no controlling terminal; the terminal's SIGHUP and Ctrl-C
-    do not reach it). Windows: no console (so no Ctrl-C, Ctrl-Break or console-close
-    event) in a process group of its own, and out of the terminal's job object so
-    closing the terminal does not end it; a job that forbids breakaway refuses that
-    flag, so the second set goes without it.
-    """
-    if not windows:
-        return [{"start_new_session": True}]
-    flags = DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP
-    return [{"creationflags": flags | CREATE_BREAKAWAY_FROM_JOB}, {"creationflags": flags}]
-
-
-def _start_detached(argv: list[str], *, windows: bool = sys.platform == "win32",
-                    popen: Callable[..., subprocess.Popen[str]] = subprocess.Popen,
-                    **kwargs: Any) -> subprocess.Popen[str]:
-    choices = detach_options(windows)
-    for index, extra in enumerate(choices):
-        try:
-            return popen(argv, **kwargs, **extra)
-        except PermissionError:  # ERROR_ACCESS_DENIED: the job forbids breakaway
-            if index + 1 == len(choices):
-                raise
-    raise AssertionError("unreachable")

@@ -17,7 +17,8 @@ from typing import Annotated
 
 import typer
 
-from .. import __version__, command, control, paths, profiles, supervisor
+from .. import __version__, command, control, paths, profiles, supervisor, teardown
+from ..detach import spawn as spawn_supervisor
 from ..errors import ExitCode, RemoteRuntimeError, UsageError
 from ..options import DEFAULT_TIMEOUT, UpOptions
 from ..runtime import Runtime
@@ -82,7 +83,7 @@ def up(
     profile = loaded.to_start(name)  # a {run} profile: a new runtime PROFILE-SUFFIX
     options = UpOptions(port=port, timeout=timeout, accept_new_host_key=accept_new_host_key)
     if detach:
-        info = supervisor.spawn(profile.name, loaded.path, options, progress,
+        info = spawn_supervisor(profile.name, loaded.path, options, progress,
                                 terminal_prompter())
         if as_json:
             out.print_json(json.dumps(info))
@@ -190,12 +191,12 @@ def down(
     loaded = profiles.load(profiles_path)
     warnings: list[str] = []
     if all_:
-        results, warnings = control.down_all(loaded, progress)
+        results, warnings = teardown.down_all(loaded, progress)
         if not results:
             out.print("no runtimes are up")
     else:
         assert name is not None
-        results = control.down_named(loaded, name, progress)
+        results = teardown.down_named(loaded, name, progress)
     for warning in warnings:
         err.print(render.text(("warning:", "yellow"), f" {warning}"))
     for runtime_name, done in results.items():

@@ -31,7 +31,7 @@ LAYERS: list[set[str]] = [
     {"ports", "remote", "provision", "kernel", "heartbeat", "state", "stops"},  # runtime parts
     {"runtime"},  # the orchestration
     # runtimes in use, across processes; the doctor of the whole path
-    {"command", "supervisor", "control", "notebooks", "doctor"},
+    {"command", "supervisor", "detach", "control", "teardown", "notebooks", "doctor"},
     {"api"},  # the Python API
     {"cli"},  # the command line
 ]

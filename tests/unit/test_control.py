@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from support.net import free_port
 
-from remote_runtime import control, profiles, state
+from remote_runtime import control, profiles, state, teardown
 from remote_runtime.errors import NotRunningError, PreemptedError, UsageError
 
 PROFILES = """
@@ -81,9 +81,9 @@ def test_status_names_one_runtime(loaded: profiles.ProfileSet) -> None:
 
 def test_down_of_a_preempted_runtime_removes_its_record(loaded: profiles.ProfileSet) -> None:
     with pytest.raises(NotRunningError, match="no runtime of profile 'ci' is up"):
-        control.down_named(loaded, "ci", lambda _: None)
+        teardown.down_named(loaded, "ci", lambda _: None)
     record("ci-bbbbbb", phase="preempted", ended="its Spot VM was preempted at T")
-    results = control.down_named(loaded, "ci", lambda _: None)
+    results = teardown.down_named(loaded, "ci", lambda _: None)
     lines = results["ci-bbbbbb"]
     assert lines[0] == "its Spot VM was preempted at T"
     assert lines[1].startswith("could not delete the VM: cannot reach the Compute API")
