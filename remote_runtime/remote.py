@@ -54,7 +54,8 @@ class ServerHandle:
     stack: str = "classic"
 
 
-def _json_line(text: str, what: str) -> dict[str, Any]:
+def agent_answer(text: str, what: str) -> dict[str, Any]:
+    """The agent's answer: its last JSON object line (a refusal is raised)."""
     refused = refusal(text)
     if refused is not None:
         raise refused
@@ -102,7 +103,7 @@ class RemoteHost:
                 hint="install python3 there, or set jupyter.python in the profile",
             )
         try:
-            answer = _json_line(result.stdout, "probe")
+            answer = agent_answer(result.stdout, "probe")
         except RemoteSetupError:
             # Not Python at all (perl, false) or too old to run the agent: say which.
             raise RemoteSetupError(
@@ -174,7 +175,7 @@ class RemoteHost:
             process.close()
             raise RemoteSetupError("the remote agent exited before starting Jupyter",
                                    details=process.read_stderr()[-800:] or None)
-        answer = _json_line(line, "start")
+        answer = agent_answer(line, "start")
         if answer.get("error") == "port_in_use":
             process.close()
             raise PortInUseError(f"port {port} is already in use on the remote host")
@@ -196,7 +197,7 @@ class RemoteHost:
         """After a reconnect: hold the lease of a server that kept running."""
         process = start_agent(self.session, self.settings.python, "attach", handle.run_id, "lease")
         line = process.read_line(timeout=60)
-        answer = _json_line(line, "attach") if line else {"error": "no answer"}
+        answer = agent_answer(line, "attach") if line else {"error": "no answer"}
         if not answer.get("ok"):
             process.close()
             raise RemoteSetupError(
@@ -211,7 +212,7 @@ class RemoteHost:
                 handle.process.write_line("stop")
                 line = handle.process.read_line(timeout=40)
                 if line:
-                    answer = _json_line(line, "stop")
+                    answer = agent_answer(line, "stop")
                     if answer.get("stopped"):
                         return str(answer.get("reason") or "stopped")
             except (SSHError, RemoteSetupError):
@@ -220,14 +221,14 @@ class RemoteHost:
                 handle.process.close()
         result = run_agent(self.session, self.settings.python, "stop", handle.run_id,
                            timeout=60)
-        answer = _json_line(result.stdout, "stop")
+        answer = agent_answer(result.stdout, "stop")
         if answer.get("stopped"):
             return str(answer.get("reason") or "already stopped")
         raise RemoteSetupError(f"could not stop the remote server: {answer.get('error')}")
 
     def status(self, run_id: str) -> dict[str, Any]:
         result = run_agent(self.session, self.settings.python, "status", run_id, timeout=30)
-        return _json_line(result.stdout, "status")
+        return agent_answer(result.stdout, "status")
 
     def log_tail(self, run_id: str, lines: int = 30) -> str:
         """The last lines of the server log (for error messages and `logs`)."""

@@ -7,14 +7,18 @@ standard library. Every answer is one JSON line.
 
   probe PORT...     interpreter, user, Jupyter candidates, which ports are free
   ensure-managed    build or reuse the managed venv (stdin: JSON), streams progress
+  kernel            the Python kernel.python names, and its ipykernel (installed if told)
   start             start Jupyter under a monitor (stdin: one JSON line, holds the token)
   attach RUN        renew the lease of a running server over this channel
   stop RUN          stop a server and its kernels, wait for it
   status RUN        is it running
   logs RUN [-f]     the server log
+  doctor            venv support, the managed env, disk space
 
 Modules: `common` (helpers), `stack` (probe: which Jupyter and Python are there),
-`build` (the managed env, from a lock), `server` (monitor, lease, stop, logs),
+`build` (the managed env, from a lock), `kernel` (the kernel's Python, its launcher),
+`private` (private directories), `server` (monitor, lease, stop, logs),
 `idle` (idle shutdown: activity probe and the watcher that powers the VM off),
+`doctor` (what `remote-runtime doctor` asks besides the probe),
 `main` (command table).
 """

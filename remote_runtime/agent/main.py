@@ -4,6 +4,7 @@
 
 from .build import cmd_ensure_managed
 from .common import emit
+from .doctor import cmd_doctor
 from .kernel import cmd_kernel
 from .private import Refusal
 from .server import cmd_attach, cmd_logs, cmd_start, cmd_status, cmd_stop
@@ -18,6 +19,7 @@ COMMANDS = {
     "stop": cmd_stop,
     "status": cmd_status,
     "logs": cmd_logs,
+    "doctor": cmd_doctor,
 }
 
 

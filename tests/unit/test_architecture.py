@@ -30,7 +30,8 @@ LAYERS: list[set[str]] = [
     {"forward", "health", "providers", "server_api", "activity", "bootstrap"},  # over/to one
     {"ports", "remote", "provision", "kernel", "heartbeat", "state", "stops"},  # runtime parts
     {"runtime"},  # the orchestration
-    {"command", "supervisor", "detach", "control", "teardown", "notebooks"},  # runtimes in use
+    # runtimes in use, across processes; the doctor of the whole path
+    {"command", "supervisor", "detach", "control", "teardown", "notebooks", "doctor"},
     {"api"},  # the Python API
     {"cli"},  # the command line
 ]
