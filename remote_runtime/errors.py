@@ -23,6 +23,8 @@ class ExitCode(enum.IntEnum):
     STATE = 10
     NOTEBOOK = 11  # `exec`: a notebook cell failed or timed out
     PREEMPTED = 12  # the runtime's Spot VM was taken back by Compute Engine
+    UNREACHABLE = 13  # `doctor`: the host cannot be reached (DNS, TCP, ProxyCommand, IAP)
+    BROWSER = 14  # `doctor`: a browser on this machine would block Colab's connection
     COMMAND_NOT_FOUND = 127  # `run`: the local command could not be started
     INTERRUPTED = 130
 

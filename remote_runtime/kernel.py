@@ -99,14 +99,32 @@ def prepare(
     if not answer["ipykernel"]:
         _missing_ipykernel(answer, settings, confirm)
         answer = _ask_agent(session, settings, agent_python, workdir, progress, install=True)
-    choice = KernelChoice(
-        python=str(answer["python"]), why=str(answer["why"]), version=str(answer["version"]),
-        executable=str(answer["executable"]), prefix=str(answer["prefix"]),
-        setup=tuple(settings.setup), note=answer.get("note"))
+    choice = _choice(answer, settings)
     if choice.note:
         progress(f"{choice.note}: the kernel gets the SSH session's environment")
     progress(choice.describe())
     return choice
+
+
+def find(
+    session: Session,
+    settings: KernelSettings,
+    *,
+    agent_python: str,
+    workdir: str,
+    progress: Progress,
+) -> tuple[KernelChoice, bool]:
+    """The Python `kernel.python` names on the remote, as `prepare` finds it, and whether
+    it has ipykernel; nothing is installed (`doctor`)."""
+    answer = _ask_agent(session, settings, agent_python, workdir, progress, install=False)
+    return _choice(answer, settings), bool(answer["ipykernel"])
+
+
+def _choice(answer: dict[str, Any], settings: KernelSettings) -> KernelChoice:
+    return KernelChoice(
+        python=str(answer["python"]), why=str(answer["why"]), version=str(answer["version"]),
+        executable=str(answer["executable"]), prefix=str(answer["prefix"]),
+        setup=tuple(settings.setup), note=answer.get("note"))
 
 
 def pip_command(python: str) -> str:

@@ -16,6 +16,7 @@ from . import container, stacks
 from .bootstrap import start_agent
 from .errors import RemoteSetupError
 from .options import Progress
+from .profiles import JupyterSettings
 from .remote import Probe, RemoteHost, follow_steps
 
 INSTALL_TIMEOUT = 900.0  # seconds without a word from the build
@@ -40,20 +41,31 @@ def ensure_stack(host: RemoteHost, probe: Probe, progress: Progress) -> ServerSt
     """The Jupyter to run, per `jupyter.env` (auto | existing | managed) and
     `jupyter.stack` (auto | classic | modern): an existing one that serves Colab
     (classic preferred), else the managed env; or Colab's image (stack colab-image)."""
-    mode, wanted = host.settings.env, host.settings.stack
-    if wanted == stacks.COLAB_IMAGE:
-        plan = container.prepare(host, progress)
-        return ServerStack([plan.image], wanted, "image", plan)
+    if host.settings.stack == stacks.COLAB_IMAGE:
+        image = container.prepare(host, progress)
+        return ServerStack([image.image], stacks.COLAB_IMAGE, "image", image)
+    decided = plan(host.settings, probe)
+    if isinstance(decided, ServerStack):
+        progress(f"using the existing Jupyter at {decided.jupyter[0]} "
+                 f"({decided.stack} stack: {_routes_text(decided.stack)})")
+        return decided
+    return _ensure_managed(host, probe, decided, progress)
+
+
+def plan(settings: JupyterSettings, probe: Probe) -> ServerStack | stacks.Choice:
+    """What `ensure_stack` runs, decided from the probe alone: an existing Jupyter, or
+    the managed env's stack (built or not). Raises RemoteSetupError as it would."""
+    mode, wanted = settings.env, settings.stack
     order = ["classic", "modern"] if wanted == "auto" else [wanted]
     if mode in ("existing", "auto"):
         for stack in order:
             for candidate in probe.candidates:
                 if stack in candidate.get("stacks", ()):
-                    progress(f"using the existing Jupyter at {candidate['path']} "
-                             f"({stack} stack: {_routes_text(stack)})")
                     return ServerStack(list(candidate["argv"]), stack, "existing")
     if mode == "existing":
-        reasons = "; ".join(f"{c['path']}: {c.get('reason', '?')}" for c in probe.candidates)
+        reasons = "; ".join(
+            f"{c['path']}: " + (c.get("reason") or f"serves the {' and '.join(c['stacks'])} "
+                                "stack only") for c in probe.candidates)
         what = {"auto": "serve Colab", "classic": "load jupyter_http_over_ws",
                 "modern": "run a Jupyter Server 2"}[wanted]
         raise RemoteSetupError(
@@ -61,12 +73,12 @@ def ensure_stack(host: RemoteHost, probe: Probe, progress: Progress) -> ServerSt
             hint="use env: managed (or auto) to let remote-runtime build one, or install "
             "'" + "' '".join(stacks.REQUIREMENTS["classic"]) + "' there",
         )
-    return _ensure_managed(host, probe, progress)
+    return _choose(settings, probe)
 
 
-def _choose(host: RemoteHost, probe: Probe) -> stacks.Choice:
+def _choose(settings: JupyterSettings, probe: Probe) -> stacks.Choice:
     try:
-        return stacks.choose(host.settings.stack, probe.version)
+        return stacks.choose(settings.stack, probe.version)
     except stacks.NoStack as exc:
         if probe.version >= stacks.MIN_PYTHON:  # classic asked for, none for this Python
             raise RemoteSetupError(str(exc), hint="set jupyter.stack: auto (or modern) "
@@ -88,8 +100,8 @@ def _choose(host: RemoteHost, probe: Probe) -> stacks.Choice:
         ) from None
 
 
-def _ensure_managed(host: RemoteHost, probe: Probe, progress: Progress) -> ServerStack:
-    choice = _choose(host, probe)
+def _ensure_managed(host: RemoteHost, probe: Probe, choice: stacks.Choice,
+                    progress: Progress) -> ServerStack:
     progress(f"managed Jupyter environment: {choice.reason}")
     config: dict[str, Any] = {
         "name": choice.env_name,

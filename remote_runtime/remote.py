@@ -57,7 +57,7 @@ class ServerHandle:
 
 
 def agent_answer(text: str, what: str) -> dict[str, Any]:
-    """The agent's answer: the last JSON object line of its output (a refusal raised)."""
+    """The agent's answer: its last JSON object line (a refusal is raised)."""
     refused = refusal(text)
     if refused is not None:
         raise refused

@@ -5,6 +5,7 @@
 from .build import cmd_ensure_managed
 from .common import emit
 from .container import cmd_container_url, cmd_docker_probe
+from .doctor import cmd_doctor
 from .kernel import cmd_kernel
 from .private import Refusal
 from .pull import cmd_docker_pull
@@ -25,6 +26,7 @@ COMMANDS = {
     "image-size": cmd_image_size,
     "docker-pull": cmd_docker_pull,
     "container-url": cmd_container_url,
+    "doctor": cmd_doctor,
 }
 
 

@@ -281,8 +281,14 @@ def cmd_start(args):
         emit({"error": "the monitor did not start"})
         return 1
     idle_stop.configure(config)
-    emit({"ok": True, "server_pid": state["server_pid"], "monitor_pid": state["monitor_pid"],
-          "dir": directory, "log": os.path.join(directory, "server.log")})
+    try:
+        emit({"ok": True, "server_pid": state["server_pid"], "monitor_pid": state["monitor_pid"],
+              "dir": directory, "log": os.path.join(directory, "server.log")})
+    except OSError:
+        # The client went away while the server started (Ctrl-C): its channel is closed,
+        # so hold() reads EOF at once and acts as on any disconnect, instead of leaving
+        # the server to its lease.
+        pass
     return hold(directory, config["on_disconnect"], lines)
 
 

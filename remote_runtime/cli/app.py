@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import threading
 from pathlib import Path
@@ -308,6 +309,53 @@ def exec_(
     failure = report.error()
     if failure is not None:
         raise failure
+
+
+@app.command()
+def doctor(
+    name: Annotated[str | None, typer.Argument(
+        help="Profile to check (none: only this machine, or --url).")] = None,
+    url: Annotated[str | None, typer.Option(
+        "--url", help="Check a runtime started some other way, by the URL Colab is given "
+        "(its token may come from $JUPYTER_TOKEN instead).")] = None,
+    port: PortOpt = None,
+    no_start: Annotated[bool, typer.Option(
+        "--no-start", help="Do not start a short runtime for the route checks.")] = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    accept_new_host_key: Annotated[bool, typer.Option(
+        "--accept-new-host-key", help="Check as `up --accept-new-host-key` would "
+        "(nothing is recorded).")] = False,
+    profiles_path: ProfilesOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check each link between Colab and the runtime; say which is broken and how to fix it.
+
+    Exits with the first failing stage's code (README, Exit codes); nothing is left running.
+    """
+    from .. import doctor as core
+    from . import doctor_view
+
+    options = core.Options(name=name, profiles_path=profiles_path, url=url,
+                           token=os.environ.get("JUPYTER_TOKEN") or None, port=port,
+                           accept_new_host_key=accept_new_host_key, start_runtime=not no_start,
+                           timeout=timeout)
+    if not as_json:
+        doctor_view.header(out, name)
+    walk = core.start(options, progress=progress, prompter=terminal_prompter(),
+                      on_check=None if as_json else lambda c: doctor_view.check_line(out, c))
+    try:
+        with interrupts.terminate_as_interrupt(name):
+            report = core.walk_links(walk)
+    finally:
+        progress.finish()
+        with interrupts.shielded(
+                lambda: err.print(render.text(("cleaning up, please wait...", "yellow")))):
+            walk.close()
+    if as_json:
+        out.print_json(json.dumps(report.to_dict()))
+    else:
+        doctor_view.verdict(out, report)
+    raise typer.Exit(report.exit_code)
 
 
 @app.command("_supervise", hidden=True)

@@ -2,13 +2,14 @@
 
 Two threads touch a connection, and neither ever waits for the other:
 
-- the forwarder's loop thread reads the client, sends everything that goes to the
-  server (data, EOF, CLOSE, window adjusts, replies), and closes; being the only
-  sender of this channel's messages, it sends them in order, and nothing after CLOSE;
+- the forwarder's loop thread reads the client, sends what goes to the server (data,
+  EOF, CLOSE, window adjusts, replies), and closes; whoever sends this channel's
+  messages holds `send_lock`, so they leave in order, and nothing after CLOSE;
 - paramiko's transport thread calls the `hooks.Owner` methods (`server_side`): it
   writes what the server sent straight to the client when the socket takes it at
-  once, leaves the rest in `_out` for the loop, and otherwise only records what
-  happened and wakes the loop (`wake`).
+  once, leaves the rest in `_out` for the loop, sends the first request and window
+  adjusts itself when `send_lock` is free (it only tries it), and otherwise only
+  records what happened and wakes the loop (`wake`).
 
 Both sockets are non-blocking. Flow control is SSH's: we read from the client at
 most what the server's window allows, and grant the server more window only for
@@ -39,6 +40,7 @@ from paramiko.common import (
 from paramiko.message import Message
 
 from .hooks import TransportHooks, mark_closed
+from .packets import channel_data
 from .server_side import SEND_ERRORS, ServerSide
 
 # Client reads per wake-up before the loop turns to other connections.
@@ -85,7 +87,7 @@ class Connection(ServerSide):
         self.deadline = time.monotonic() + settings.open_timeout
         self.mask = 0  # the selector events the loop registered
         # Shared with the transport thread, under `lock`:
-        self._out: collections.deque[bytes] = collections.deque()
+        self._out: collections.deque[bytes | memoryview] = collections.deque()
         self._blocked = False  # the client's socket was full: the loop writes the rest
         self._held = False  # `_out` waits for the transport's next read (more is coming)
         self._unacked = 0  # bytes the client took since our last window adjust
@@ -241,11 +243,7 @@ class Connection(ServerSide):
                 if fits:
                     channel.out_window_size -= len(data)
             if fits:
-                message = Message()
-                message.add_byte(cMSG_CHANNEL_DATA)
-                message.add_int(channel.remote_chanid)
-                message.add_string(data)
-                return self._send(message)
+                return self._send(self._data_message(channel.remote_chanid, data))
         return self._send_data_in_packets(data, now)
 
     def _send_data_in_packets(self, data: bytes, now: bool) -> bool:
@@ -258,10 +256,8 @@ class Connection(ServerSide):
                     return False
                 size = min(len(view), channel.out_window_size, channel.out_max_packet_size - 64)
                 channel.out_window_size -= size
-            message = Message()
-            message.add_byte(cMSG_CHANNEL_DATA)
-            message.add_int(channel.remote_chanid)
-            message.add_string(data if size == len(data) else view[:size])
+            message = self._data_message(channel.remote_chanid,
+                                         data if size == len(data) else view[:size])
             if now:
                 if not self.hooks.send_now(message):
                     with channel.lock:
@@ -272,6 +268,15 @@ class Connection(ServerSide):
                 return False
             view = view[size:]
         return True
+
+    def _data_message(self, remote_chanid: int, data: bytes | memoryview) -> Message | bytes:
+        if self.hooks.raw_messages:  # the packetizer takes a message's bytes (`packets`)
+            return channel_data(remote_chanid, data)
+        message = Message()
+        message.add_byte(cMSG_CHANNEL_DATA)
+        message.add_int(remote_chanid)
+        message.add_string(data)
+        return message
 
     def _send_eof(self) -> None:
         channel = self.channel
@@ -308,7 +313,7 @@ class Connection(ServerSide):
         if forget:
             self.hooks.forget(channel)
 
-    def _send(self, message: Message) -> bool:
+    def _send(self, message: Message | bytes) -> bool:
         with self.send_lock:
             try:
                 self.hooks.send(message)

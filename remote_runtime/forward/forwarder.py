@@ -29,7 +29,7 @@ import paramiko
 from ..lifecycle import Resource
 from .connection import Connection, Settings
 from .hooks import TransportHooks
-from .listen import bind_listeners, check_loopback
+from .listen import accept, bind_listeners, check_loopback
 from .poller import READ, make_poller
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,7 @@ class Forwarder(Resource):
         self._hooks: TransportHooks | None = None
         self._lock = threading.RLock()  # re-entrant: close() may run in a signal handler
         self._listeners: list[socket.socket] = []
+        self._families: dict[socket.socket, int] = {}  # each listener's address family
         self._connections: set[Connection] = set()
         self._selector: Any = None  # a poller (forward.poller)
         self._thread: threading.Thread | None = None
@@ -165,6 +166,7 @@ class Forwarder(Resource):
                 selector.register(self._wake_r.fileno(), READ, _WAKE)
                 for listener in self._listeners:
                     listener.setblocking(False)
+                    self._families[listener] = int(listener.family)
                     selector.register(listener.fileno(), READ, listener)
                 self._selector = selector
                 thread = threading.Thread(
@@ -338,7 +340,7 @@ class Forwarder(Resource):
         """Accept the connections waiting on a readable listener (a bounded batch)."""
         for _ in range(ACCEPT_BATCH):
             try:
-                sock, peer = listener.accept()
+                sock, peer = accept(listener, self._families[listener])
             except (BlockingIOError, InterruptedError):
                 return
             except ConnectionAbortedError:

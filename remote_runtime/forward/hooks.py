@@ -42,6 +42,8 @@ from paramiko.common import (
 )
 from paramiko.message import Message
 
+from . import packets
+
 log = logging.getLogger(__name__)
 
 ATTRIBUTE = "_remote_runtime_hooks"
@@ -51,7 +53,7 @@ class Owner(Protocol):
     """What the transport thread may tell a channel's owner. Each call must return at once."""
 
     def open_answered(self) -> None: ...
-    def feed(self, data: bytes) -> None: ...
+    def feed(self, data: bytes | memoryview) -> None: ...
     def ended(self) -> None: ...
     def window_grew(self) -> None: ...
     def request_needs_reply(self) -> None: ...
@@ -159,6 +161,8 @@ class _OpenAnswer:
         self._owner = owner
 
     def set(self) -> None:
+        # paramiko calls this holding the transport's lock (its open success and
+        # failure handlers), then deletes this event.
         self._owner.open_answered()
 
 
@@ -183,7 +187,7 @@ class TransportHooks:
         self._deferred: collections.deque[Message] = collections.deque()
         self._deferred_lock = threading.Lock()
         self._sender: threading.Thread | None = None
-        self._send_waiting: Callable[[Message], None] = self._inner._send_user_message
+        self._send_waiting: Callable[[Message | bytes], None] = self._inner._send_user_message
         # A read-ahead socket under the transport (ssh.streams) tells us when more packets
         # are already read, and calls us before it reads again: data for the clients is
         # then sent in one system call per burst instead of one per packet.
@@ -204,6 +208,12 @@ class TransportHooks:
         # Instance attributes shadow the class's: only this transport changes.
         self._inner._channel_handler_table = table
         self._inner._send_user_message = self._send_user_message
+        packets.retire_handshake_timer(transport)
+        # AES-GCM packets for our channels skip paramiko's Message and dispatch (`packets`).
+        # With it, messages may also be sent as bytes (`raw_messages`).
+        self.raw_messages = packets.install(self._inner.packetizer, self._owners, self._inner)
+        if not self.raw_messages:
+            log.debug("paramiko's packetizer is not the one forward.packets knows; not used")
 
     # -- channels -----------------------------------------------------------------------------
 
@@ -249,15 +259,24 @@ class TransportHooks:
             transport.channels_seen[chanid] = True
             channel._set_transport(transport)
             channel._set_window(window_size, max_packet_size)
-        transport._send_user_message(message)
+        if threading.get_ident() == transport.ident:
+            self.send_deferred(message)  # the transport thread never waits for a key exchange
+        else:
+            self.send(message)  # at once, unless a key exchange is under way
         return channel  # type: ignore[no-any-return]
 
-    def forget(self, channel: paramiko.Channel) -> None:
-        """Both sides closed `channel` (or it never opened): drop every record of it."""
+    def forget(self, channel: paramiko.Channel, *, answering: bool = False) -> None:
+        """Both sides closed `channel` (or it never opened): drop every record of it.
+
+        With `answering`, from inside paramiko's handling of the open's answer: the
+        transport thread holds the transport's lock there (taking it again would
+        deadlock), and paramiko removes the channel's open event itself right after.
+        """
         transport = self._inner
-        with transport.lock:
+        with contextlib.nullcontext() if answering else transport.lock:
             self._owners.pop(channel.chanid, None)
-            transport.channel_events.pop(channel.chanid, None)
+            if not answering:
+                transport.channel_events.pop(channel.chanid, None)
             # paramiko keeps every id it ever used, to ignore late messages; after both
             # CLOSEs none can come, and a long-lived tunnel would grow it without end.
             transport.channels_seen.pop(channel.chanid, None)
@@ -289,7 +308,7 @@ class TransportHooks:
         """Send from the transport thread: now, or behind a key exchange (never waits)."""
         self._send_user_message(message)
 
-    def send_now(self, message: Message) -> bool:
+    def send_now(self, message: Message | bytes) -> bool:
         """Send without waiting for a key exchange (from any thread); False if one is on."""
         transport = self._inner
         with transport.clear_to_send_lock:
@@ -298,7 +317,7 @@ class TransportHooks:
             transport._send_message(message)
         return True
 
-    def send(self, message: Message) -> None:
+    def send(self, message: Message | bytes) -> None:
         """Send from the forwarder's thread (may wait for a key exchange to finish).
 
         Raises:

@@ -2,9 +2,12 @@
 
 paramiko's transport thread calls these (`hooks.Owner`): what the server sent goes
 straight to the client when its socket takes it at once, is held while more packets
-are already read (one `sendmsg` per burst), or is left in `_out` for the loop. Nothing
-here waits: state shared with the loop is under `lock`, which is never held while
-sending to the server; sending needs `send_lock`, which this side only tries.
+are already read (one `sendmsg` per burst), or is left in `_out` for the loop. It also
+sends two things itself when the channel's sender is free: a new connection's first
+request, and the window adjusts the client's progress earns. Nothing here waits:
+state shared with the loop is under `lock`, which is never held while sending to the
+server; sending needs `send_lock`, which this side only tries, and goes out only if no
+key exchange holds it back (else the loop does it).
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ from collections.abc import Callable
 from typing import Any
 
 import paramiko
-from paramiko.common import cMSG_CHANNEL_CLOSE
+from paramiko.common import cMSG_CHANNEL_CLOSE, cMSG_CHANNEL_WINDOW_ADJUST
 from paramiko.message import Message
 
 from .hooks import TransportHooks, mark_closed
 
 SEND_ERRORS = (OSError, EOFError, paramiko.SSHException)
+# What the transport thread does after writing to the client (`_after_write_locked`).
+_WAKE = 1
+_ADJUST = 2
 
 # Scatter-gather sends where the platform has them (not on Windows), of at most this
 # many buffers at once (well below any system's IOV_MAX).
@@ -43,7 +49,7 @@ class ServerSide:
     send_lock: threading.RLock
     wake: Callable[[Any], None]
     done: bool
-    _out: collections.deque[bytes]
+    _out: collections.deque[bytes | memoryview]
     _blocked: bool
     _held: bool
     _unacked: int
@@ -71,6 +77,22 @@ class ServerSide:
         takes it (one system call for what several packets brought); what it does not
         take waits for the loop (`_blocked`)."""
         out = self._out
+        if len(out) == 1:
+            # One piece (a response): taken out before the system call, so the loop, which
+            # may wake while it runs (the client already answered), sees nothing left and
+            # reads the client without waiting for `lock`.
+            data = out.popleft()
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self._client_failed = True
+                self._blocked = False
+                return
+            self._unacked += sent
+            if sent < len(data):
+                out.appendleft(data[sent:])
         while out:
             try:
                 if _SENDMSG and len(out) > 1:
@@ -135,7 +157,9 @@ class ServerSide:
         """The client left before the server answered: close the channel from here.
 
         Nothing else was ever sent on it, so order is no concern; the transport's
-        sender never waits when called from the transport thread (see `hooks`).
+        sender never waits when called from the transport thread (see `hooks`). Called
+        under the transport's lock (paramiko's answer handlers hold it): a refused
+        channel is forgotten without taking it again, which deadlocked the transport.
         """
         channel = self.channel
         assert channel is not None
@@ -148,9 +172,9 @@ class ServerSide:
                 if not self.hooks.send_now(message):
                     self.hooks.send_deferred(message)  # queued behind the key exchange
         else:
-            self.hooks.forget(channel)
+            self.hooks.forget(channel, answering=True)
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         hold = self.hooks.more_coming()
         with self.lock:
             if self._sock_closed or self._client_failed:
@@ -164,9 +188,8 @@ class ServerSide:
                     self._held = True
                     self.hooks.hold_until_read(self)
                 return
-            wake = self._after_write_locked()
-        if wake:
-            self._wake()
+            action = self._after_write_locked()
+        self._then(action)
 
     def flush_held(self) -> None:
         """The transport is about to read again: send what `feed` held back."""
@@ -174,17 +197,54 @@ class ServerSide:
             self._held = False
             if self._sock_closed or self._blocked or not self._out:
                 return
-            wake = self._after_write_locked()
-        if wake:
+            action = self._after_write_locked()
+        self._then(action)
+
+    def _after_write_locked(self) -> int:
+        """Write `_out`; then `_WAKE` if the loop must now look (blocked, failed, or the
+        server's end can be passed on), `_ADJUST` if only window is due, else 0."""
+        self._write_out_locked()
+        if self._blocked or self._client_failed or (self._ended and not self._out):
+            return _WAKE if self._wake_locked() else 0
+        return _ADJUST if self._unacked >= self._adjust_at else 0
+
+    def _then(self, action: int) -> None:
+        """Outside `lock`: wake the loop, or grant the window from here if only that is due
+        (in a download that was a wake-up of the loop every 200 KiB)."""
+        if action == _ADJUST and not self._acknowledge_from_here():
+            with self.lock:
+                action = _WAKE if self._wake_locked() else 0
+        if action == _WAKE:
             self._wake()
 
-    def _after_write_locked(self) -> bool:
-        """Write `_out`; True if the loop must now look (blocked, window due, failed, or
-        the server's end can be passed on)."""
-        self._write_out_locked()
-        needed = (self._blocked or self._client_failed or self._unacked >= self._adjust_at
-                  or (self._ended and not self._out))
-        return needed and self._wake_locked()
+    def _acknowledge_from_here(self) -> bool:
+        """Send the window adjust the client's progress earned, if this channel's sender
+        is free and no key exchange holds sending back; False to leave it to the loop."""
+        channel = self.channel
+        if channel is None or not self.send_lock.acquire(blocking=False):
+            return False
+        try:
+            if self.done or self._close_sent or channel.closed:
+                return False  # the loop is ending the channel; it looks anyway
+            with self.lock:
+                amount = self._unacked if self._unacked >= self._adjust_at else 0
+                self._unacked -= amount
+            if not amount:
+                return True
+            message = Message()
+            message.add_byte(cMSG_CHANNEL_WINDOW_ADJUST)
+            message.add_int(channel.remote_chanid)
+            message.add_int(amount)
+            try:
+                sent = self.hooks.send_now(message)
+            except SEND_ERRORS:
+                sent = False  # the loop finds the transport gone
+            if not sent:
+                with self.lock:
+                    self._unacked += amount
+            return sent
+        finally:
+            self.send_lock.release()
 
     def ended(self) -> None:
         with self.lock:

@@ -189,10 +189,11 @@ class _Response:
         return self.headers.get(name)
 
 
-def _http(target: Target, method: str, path: str, headers: dict[str, str]) -> _Response:
+def _http(target: Target, method: str, path: str, headers: dict[str, str],
+          body: bytes | None = None) -> _Response:
     conn = http.client.HTTPConnection(target.host, target.port, timeout=target.call_timeout())
     try:
-        conn.request(method, path, headers={"Host": target.host_header, **headers})
+        conn.request(method, path, body=body, headers={"Host": target.host_header, **headers})
         resp = conn.getresponse()
         return _Response(resp.status, resp.reason, resp.headers, resp.read(_MAX_BODY))
     finally:

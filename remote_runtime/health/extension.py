@@ -74,8 +74,8 @@ def _handshake_failure(
 
 
 def check_extension(target: Target) -> str:
-    versions = {_diagnose(target, origin) for origin in jupyter.COLAB_ORIGINS}
-    status = _proxied_status(target)
+    versions = {diagnose(target, origin) for origin in jupyter.COLAB_ORIGINS}
+    status = proxied_status(target)
     return (f"jupyter_http_over_ws {', '.join(sorted(versions))} answers both Colab origins; "
             f"proxied GET /api/status answered {status}")
 
@@ -97,7 +97,8 @@ def check_extension_refuses(target: Target, origin: str) -> None:
                  "could drive this runtime")
 
 
-def _diagnose(target: Target, origin: str) -> str:
+def diagnose(target: Target, origin: str) -> str:
+    """The extension's version, asked from a page of `origin` (no token needed)."""
     try:
         with open_websocket(target.host, target.port, _DIAGNOSE, target.call_timeout(),
                             origin=origin) as ws:
@@ -119,18 +120,20 @@ def _diagnose(target: Target, origin: str) -> str:
     return version
 
 
-def _proxied_status(target: Target) -> int:
+def auth_query(target: Target) -> str:
+    """The extension's query parameter that carries the token: the URL it fetches itself."""
+    return "jupyter_http_over_ws_auth_url=" + urllib.parse.quote(target.url, safe="")
+
+
+def proxied_status(target: Target, origin: str = jupyter.COLAB_ORIGIN) -> int:
     """One proxied request, as Colab sends them: the token rides in the auth URL."""
-    auth_url = urllib.parse.quote(target.url, safe="")
-    path = (
-        f"/http_over_websocket?min_version={MIN_EXTENSION_VERSION}"
-        f"&jupyter_http_over_ws_auth_url={auth_url}"
-    )
+    path = f"/http_over_websocket?min_version={MIN_EXTENSION_VERSION}&{auth_query(target)}"
     request = {"message_id": "health-1", "method": "GET", "path": "/api/status", "headers": {}}
     status: int | None = None
     status_text = ""
     try:
-        with open_websocket(target.host, target.port, path, target.call_timeout()) as ws:
+        with open_websocket(target.host, target.port, path, target.call_timeout(),
+                            origin=origin) as ws:
             ws.send(json.dumps(request))
             while True:
                 ws.settimeout(target.call_timeout())
@@ -143,7 +146,7 @@ def _proxied_status(target: Target) -> int:
                 if reply.get("done"):
                     break
     except websocket.WebSocketBadStatusException as exc:
-        raise _handshake_failure(exc, "/http_over_websocket") from None
+        raise _handshake_failure(exc, "/http_over_websocket", origin) from None
     except websocket.WebSocketTimeoutException:
         raise Failed(
             f"the extension did not answer a proxied GET /api/status within "

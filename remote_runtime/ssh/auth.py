@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import paramiko
 
@@ -27,6 +28,23 @@ SK_HINT = ("paramiko cannot sign with FIDO security keys: give this host a key w
            "(ssh.identity_file; ssh-keygen -t ed25519), or load an ordinary key into ssh-agent")
 
 
+@dataclass
+class LoginReport:
+    """What a login saw (`diagnose`): the methods the server allows, the keys in the
+    order offered, which the server refused and which it accepted."""
+
+    allowed: list[str] = field(default_factory=list)  # from the `none` request
+    offered: list[str] = field(default_factory=list)  # every key, in the order planned
+    refused: list[str] = field(default_factory=list)  # keys, or methods, the server refused
+    accepted: list[str] = field(default_factory=list)  # what it accepted (partial success too)
+    notes: list[str] = field(default_factory=list)  # keys skipped, and why
+    error: AuthenticationError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
 class _Login:
     def __init__(self, transport: paramiko.Transport, target: Target,
                  prompter: Prompter | None):
@@ -36,6 +54,9 @@ class _Login:
         self.tried: list[str] = []
         self.notes: list[str] = []
         self.needs_person: list[str] = []
+        self.allowed: list[str] = []
+        self.offered: list[str] = []
+        self.accepted: list[str] = []
 
     @property
     def who(self) -> str:
@@ -44,7 +65,9 @@ class _Login:
     def run(self) -> None:
         allowed = self._none()
         if allowed is None:
+            self.accepted.append("none")
             return
+        self.allowed = list(allowed)
         done: set[str] = set()
         while True:
             method = next((m for m in METHODS if m in allowed and m not in done
@@ -96,6 +119,7 @@ class _Login:
                 identities_only=target.identities_only,
                 profile_identity=target.profile_identity)
             self.notes += notes
+            self.offered += [identity.label for identity in ordered]
             for identity in ordered:
                 result = self._offer(identity)
                 if self.transport.is_authenticated() or result:
@@ -131,6 +155,7 @@ class _Login:
             return []
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise self._lost(exc) from None
+        self.accepted.append(identity.label)
         return result or []
 
     def _keyboard_interactive(self) -> Sequence[str]:
@@ -167,6 +192,7 @@ class _Login:
                 continue
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 raise self._lost(exc) from None
+            self.accepted.append("keyboard-interactive")
             break
         if cancelled:
             raise KeyboardInterrupt
@@ -189,6 +215,7 @@ class _Login:
                 continue
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 raise self._lost(exc) from None
+            self.accepted.append("password")
             return result or []
         return []
 
@@ -224,3 +251,20 @@ def authenticate(transport: paramiko.Transport, target: Target,
     Raises KeyboardInterrupt when the person at the prompt gives up.
     """
     _Login(transport, target, prompter).run()
+
+
+def diagnose(transport: paramiko.Transport, target: Target,
+             prompter: Prompter | None) -> LoginReport:
+    """Log in as `authenticate` does and say what happened, refused or not (`doctor`).
+
+    Raises SSHError when the connection drops, KeyboardInterrupt as `authenticate`.
+    """
+    login = _Login(transport, target, prompter)
+    error: AuthenticationError | None = None
+    try:
+        login.run()
+    except AuthenticationError as exc:
+        error = exc
+    return LoginReport(allowed=login.allowed, offered=login.offered, refused=login.tried,
+                       accepted=login.accepted, notes=list(dict.fromkeys(login.notes)),
+                       error=error)

@@ -71,6 +71,41 @@ def _open_socket(target: Target, hop: Callable[[Target], Session],
     return sock, lambda: ""
 
 
+def start_transport(sock: socket.socket | paramiko.Channel, target: Target,
+                    checker: HostKeyChecker, proxy_errors: Callable[[], str],
+                    closers: Closers) -> paramiko.Transport:
+    """The SSH handshake over `sock` (AES-GCM preferred, known host-key types first); its
+    closer goes first in `closers`. Raises SSHError naming what the proxy said, if any."""
+    # A real socket (direct or ProxyCommand's socketpair) gets read-ahead;
+    # a jump host's channel already buffers.
+    stream = ReadAheadSocket(sock) if isinstance(sock, socket.socket) else sock
+    # Both are socket-like; paramiko's stubs name only its own types.
+    transport = paramiko.Transport(stream)  # type: ignore[arg-type]
+    closers.insert(0, transport.close)
+    options = transport.get_security_options()
+    options.ciphers = tuple(c for c in PREFERRED_CIPHERS if c in options.ciphers) + \
+        tuple(c for c in options.ciphers if c not in PREFERRED_CIPHERS)
+    options.key_types = checker.preferred_key_types(options.key_types)
+    try:
+        transport.start_client(timeout=target.connect_timeout or CONNECT_TIMEOUT)
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        detail = proxy_errors()
+        reason = str(exc) or type(exc).__name__  # EOFError() has no text
+        raise SSHError(
+            f"SSH handshake with {target.alias} failed: "
+            + (f"{detail} ({reason})" if detail else reason)
+        ) from None
+    return transport
+
+
+def host_key_checker(target: Target) -> HostKeyChecker:
+    """The checker of `target`'s host key, as its settings say."""
+    return HostKeyChecker(
+        target.host_key_name, target.known_hosts, trusted=target.trusted_host_keys,
+        global_known_hosts=target.global_known_hosts,
+        record_file=target.record_file, hash_names=target.hash_known_hosts)
+
+
 class _Route:
     """One connection attempt along a target's route; every hop pushes its closer."""
 
@@ -88,29 +123,8 @@ class _Route:
         closers: Closers = []
         try:
             sock, proxy_errors = _open_socket(target, self.session, closers)
-            checker = HostKeyChecker(
-                target.host_key_name, target.known_hosts, trusted=target.trusted_host_keys,
-                global_known_hosts=target.global_known_hosts,
-                record_file=target.record_file, hash_names=target.hash_known_hosts)
-            # A real socket (direct or ProxyCommand's socketpair) gets read-ahead;
-            # a jump host's channel already buffers.
-            stream = ReadAheadSocket(sock) if isinstance(sock, socket.socket) else sock
-            # Both are socket-like; paramiko's stubs name only its own types.
-            transport = paramiko.Transport(stream)  # type: ignore[arg-type]
-            closers.insert(0, transport.close)
-            options = transport.get_security_options()
-            options.ciphers = tuple(c for c in PREFERRED_CIPHERS if c in options.ciphers) + \
-                tuple(c for c in options.ciphers if c not in PREFERRED_CIPHERS)
-            options.key_types = checker.preferred_key_types(options.key_types)
-            try:
-                transport.start_client(timeout=target.connect_timeout or CONNECT_TIMEOUT)
-            except (paramiko.SSHException, OSError, EOFError) as exc:
-                detail = proxy_errors()
-                reason = str(exc) or type(exc).__name__  # EOFError() has no text
-                raise SSHError(
-                    f"SSH handshake with {target.alias} failed: "
-                    + (f"{detail} ({reason})" if detail else reason)
-                ) from None
+            checker = host_key_checker(target)
+            transport = start_transport(sock, target, checker, proxy_errors, closers)
             usable_prompter = self.prompter if not target.batch_mode else None
             note = checker.verify(
                 transport.get_remote_server_key(), accept_new=self.accept_new,

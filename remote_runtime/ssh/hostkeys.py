@@ -51,6 +51,14 @@ class KnownKey:
     marker: str | None  # "@revoked", "@cert-authority" or None
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What known_hosts (or a VM's published keys) say of one server key."""
+
+    status: str  # revoked, trusted, mismatch, known, changed, unknown
+    entry: KnownKey | None = None  # the known_hosts line it was judged by, if any
+
+
 def fingerprint(key_b64: str) -> str:
     """OpenSSH's SHA256 fingerprint of a base64 public key blob."""
     digest = hashlib.sha256(base64.b64decode(key_b64)).digest()
@@ -164,6 +172,51 @@ class HostKeyChecker:
                  if t in known or (t.startswith("rsa-sha2") and "ssh-rsa" in known)]
         return tuple(first) + tuple(t for t in offered if t not in first)
 
+    def classify(self, key_type: str, key_b64: str) -> Verdict:
+        """What the known keys say of a server key, without asking or recording anything:
+        "revoked", "trusted" or "mismatch" (against published keys), "known", "changed"
+        (a different key of its type is recorded) or "unknown"."""
+        for entry in self.known:
+            if entry.marker == "@revoked" and entry.key_b64 == key_b64:
+                return Verdict("revoked", entry)
+        if self.trusted:
+            matched = any(t == key_type and b == key_b64 for t, b in self.trusted)
+            return Verdict("trusted" if matched else "mismatch")
+        plain = [k for k in self.known if k.marker is None]
+        same = next((k for k in plain if k.key_b64 == key_b64), None)
+        if same is not None:
+            return Verdict("known", same)
+        # OpenSSH compares against keys of the same algorithm; rsa-sha2-* signs with ssh-rsa keys.
+        base_type = "ssh-rsa" if key_type.startswith("rsa-sha2") else key_type
+        mismatched = [k for k in plain if k.key_type == base_type]
+        return Verdict("changed", mismatched[0]) if mismatched else Verdict("unknown")
+
+    def refusal(self, verdict: Verdict, key_type: str, key_b64: str) -> HostKeyError | None:
+        """The error a revoked, mismatching or changed key is refused with (None otherwise)."""
+        offered = f"{key_type} {fingerprint(key_b64)}"
+        entry = verdict.entry
+        if verdict.status == "revoked" and entry is not None:
+            return HostKeyError(
+                f"host key for {self.name} ({offered}) is marked revoked in "
+                f"{entry.path} line {entry.line}"
+            )
+        if verdict.status == "mismatch":
+            return HostKeyError(
+                f"host key for {self.name} ({offered}) does not match the host keys "
+                "the VM published in its guest attributes",
+                hint="this can mean someone is intercepting the connection; "
+                "do not connect until you know why",
+            )
+        if verdict.status == "changed" and entry is not None:
+            return HostKeyError(
+                f"HOST KEY CHANGED for {self.name}: the server offered {offered}, "
+                f"but {entry.path} line {entry.line} records a different key",
+                hint=f"if the host was reinstalled, remove that line "
+                f"(ssh-keygen -R '{self.name}' -f {entry.path}) and connect again; "
+                "otherwise someone may be intercepting the connection",
+            )
+        return None
+
     def verify(self, key: ServerKey, *, accept_new: bool = False, strict: str = "yes",
                ask: Ask | None = None) -> str | None:
         """Accept `key` or raise HostKeyError; returns a note when a key was recorded.
@@ -173,37 +226,15 @@ class HostKeyChecker:
         """
         key_type, key_b64 = key.get_name(), key.get_base64()
         offered = f"{key_type} {fingerprint(key_b64)}"
-        for entry in self.known:
-            if entry.marker == "@revoked" and entry.key_b64 == key_b64:
-                raise HostKeyError(
-                    f"host key for {self.name} ({offered}) is marked revoked in "
-                    f"{entry.path} line {entry.line}"
-                )
-        if self.trusted:
-            if any(t == key_type and b == key_b64 for t, b in self.trusted):
-                self._record(key_type, key_b64, replace_existing=True)
-                return None
-            raise HostKeyError(
-                f"host key for {self.name} ({offered}) does not match the host keys "
-                "the VM published in its guest attributes",
-                hint="this can mean someone is intercepting the connection; "
-                "do not connect until you know why",
-            )
-        plain = [k for k in self.known if k.marker is None]
-        if any(k.key_b64 == key_b64 for k in plain):
+        verdict = self.classify(key_type, key_b64)
+        refused = self.refusal(verdict, key_type, key_b64)
+        if refused is not None:
+            raise refused
+        if verdict.status == "trusted":
+            self._record(key_type, key_b64, replace_existing=True)
             return None
-        # OpenSSH compares against keys of the same algorithm; rsa-sha2-* signs with ssh-rsa keys.
-        base_type = "ssh-rsa" if key_type.startswith("rsa-sha2") else key_type
-        mismatched = [k for k in plain if k.key_type == base_type]
-        if mismatched:
-            entry = mismatched[0]
-            raise HostKeyError(
-                f"HOST KEY CHANGED for {self.name}: the server offered {offered}, "
-                f"but {entry.path} line {entry.line} records a different key",
-                hint=f"if the host was reinstalled, remove that line "
-                f"(ssh-keygen -R '{self.name}' -f {entry.path}) and connect again; "
-                "otherwise someone may be intercepting the connection",
-            )
+        if verdict.status == "known":
+            return None
         mode = strict if strict in ("yes", "ask", "accept-new", "no") else "ask"
         if accept_new and mode in ("yes", "ask"):
             mode = "accept-new"

@@ -186,6 +186,18 @@ class ReadAheadSocket:
         self._pos = end
         return out
 
+    def take(self, n: int) -> memoryview | None:
+        """The next `n` bytes if all are read ahead already, else None (nothing is taken).
+
+        A view into the buffer, valid until the next `recv`: the caller uses it at once
+        (forward.packets decrypts a packet from it without copying it first).
+        """
+        pos = self._pos
+        if self._end - pos < n:
+            return None
+        self._pos = pos + n
+        return self._area[pos:pos + n]
+
     def send(self, data: bytes) -> int:
         """Send without the readiness poll that a socket with a timeout makes first.
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import paramiko
 import pytest
+from support.net import has_ipv6_loopback
 from support.tunnel import (
     TIMEOUT,
     TargetServer,
@@ -37,16 +38,6 @@ from remote_runtime.errors import PortInUseError
 from remote_runtime.forward import Forwarder
 from remote_runtime.forward import forwarder as forwarder_module
 from sandbox.sshd import Sshd
-
-
-def has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
 
 IPV6 = has_ipv6_loopback()
 

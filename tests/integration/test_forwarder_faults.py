@@ -302,6 +302,26 @@ def test_abandoned_connections(tunnel: Tunnel) -> None:
             sock.close()
 
 
+def test_connections_abandoned_before_the_server_refuses_them(tunnel: Tunnel) -> None:
+    # Nothing listens on the remote port, so sshd refuses every channel; the forwarder
+    # is closed while the refusals are on their way, which abandons those channels.
+    # paramiko hands a refusal over holding the transport's lock, and forgetting the
+    # channel there used to take it again: the transport thread deadlocked.
+    nowhere = PORTS.take()
+    for _ in range(20):
+        with Forwarder(tunnel.transport, PORTS.take(), remote_port=nowhere,
+                       bind_hosts=("127.0.0.1",)) as fwd:
+            clients = [connect(fwd.port) for _ in range(30)]
+            deadline = time.monotonic() + TIMEOUT
+            while fwd.total_connections < 30 and time.monotonic() < deadline:
+                time.sleep(0.0005)  # closed as soon as the last one is accepted
+        for sock in clients:
+            sock.close()
+    # Every refusal has been handled: the transport thread still answers.
+    tunnel.bystander.sendall(b"alive")
+    assert recv_exactly(tunnel.bystander, 5) == b"alive"
+
+
 def test_thousands_of_short_connections(tunnel: Tunnel) -> None:
     count, workers = 2000, 20
     done = []

@@ -50,7 +50,8 @@ URL_MARK = "http://localhost:"
 
 @dataclass
 class UpProcess:
-    """A running `remote-runtime up`, its output collected by two reader threads.
+    """A running `remote-runtime up` (or another long command, `command=`), its output
+    collected by two reader threads.
 
     It runs in its own process group, so `interrupt()` can signal the group the
     way a terminal's Ctrl-C does (the ProxyCommand child must survive that).
@@ -63,9 +64,10 @@ class UpProcess:
     _threads: list[threading.Thread] = field(default_factory=list)
 
     @classmethod
-    def start(cls, *args: str, env: dict[str, str] | None = None) -> UpProcess:
+    def start(cls, *args: str, env: dict[str, str] | None = None,
+              command: str = "up") -> UpProcess:
         proc = subprocess.Popen(
-            cli_argv("up", *args),
+            cli_argv(command, *args),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""Local ports for tests: a range per test file, and whether a port is closed."""
+"""Local ports for tests: a range per test file, whether a port is closed, IPv6 loopback."""
 
 from __future__ import annotations
 
@@ -46,3 +46,13 @@ def port_closed(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return host == "::1"  # no IPv6 loopback here: nothing can listen on it
         return False
+
+
+def has_ipv6_loopback() -> bool:
+    """Can something listen on ::1 here (IPv6 loopback present)?"""
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True

@@ -31,7 +31,8 @@ LAYERS: list[set[str]] = [
     {"ports", "remote", "container", "provision", "kernel", "heartbeat", "state",
      "stops"},  # a runtime's parts
     {"runtime"},  # the orchestration
-    {"command", "supervisor", "detach", "control", "teardown", "notebooks"},  # runtimes in use
+    # runtimes in use, across processes; the doctor of the whole path
+    {"command", "supervisor", "detach", "control", "teardown", "notebooks", "doctor"},
     {"api"},  # the Python API
     {"cli"},  # the command line
 ]

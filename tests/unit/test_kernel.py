@@ -121,3 +121,19 @@ def test_where_auto_looks(monkeypatch: pytest.MonkeyPatch) -> None:
     assert kernel.auto_search() == ["/a/bin/python", "/b/bin/python"]
     monkeypatch.setenv(kernel.AUTO_ENV, "")
     assert kernel.auto_search() == []
+
+
+def test_find_installs_nothing(session: Session, tmp_path: Path) -> None:
+    """`doctor`'s question: which Python, and has it ipykernel; the answer changes nothing."""
+    python = bare_python(tmp_path)
+    said: list[str] = []
+    for policy in ("yes", "ask", "no"):
+        choice, has = kernel.find(session, KernelSettings(python=str(python),
+                                                          install_ipykernel=policy),
+                                  agent_python=sys.executable, workdir="~",
+                                  progress=said.append)
+        assert (choice.python, choice.why, has) == (str(python), "kernel.python", False)
+    assert not list((tmp_path / "bare" / "lib").glob("python*/site-packages/ipykernel"))
+    choice, has = kernel.find(session, KernelSettings(python=sys.executable),
+                              agent_python=sys.executable, workdir="~", progress=said.append)
+    assert has and choice.executable == sys.executable

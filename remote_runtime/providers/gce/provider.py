@@ -22,7 +22,7 @@ from typing import Any
 from ... import paths
 from ...errors import CloudError
 from ...options import Progress
-from ...profiles import Profile
+from ...profiles import GCESettings, Profile
 from ...ssh import Session
 from ...ssh.endpoint import Endpoint
 from .. import BaseProvider
@@ -34,6 +34,30 @@ from .queries import RUNNING, preemption
 
 STOPPED = ("TERMINATED", "STOPPED")
 SUSPENDED = "SUSPENDED"
+
+
+def endpoint_of(project: str, s: GCESettings, instance: Any, *, host: str, proxy: str | None,
+                user: str, identity: Any, host_keys: tuple[tuple[str, str], ...]) -> Endpoint:
+    """How `up` reaches a running instance over SSH, as gcloud does (host keys checked
+    under compute.<id>, a pushed key given a minute to be accepted)."""
+    extra = {"project": project, "zone": s.zone, "instance": s.instance,
+             "instance_id": str(instance.id)}
+    gpus = sum(int(a.accelerator_count) for a in instance.guest_accelerators)
+    if gpus:
+        extra["gpus"] = str(gpus)
+    return Endpoint(
+        host=host,
+        port=s.ssh_port,
+        user=user,
+        identity_file=identity,
+        known_hosts=s.known_hosts or paths.ssh_dir() / keys.KNOWN_HOSTS_NAME,
+        proxy_command=proxy,
+        host_key_alias=f"compute.{instance.id}",
+        trusted_host_keys=host_keys,
+        auth_retry_seconds=60.0,
+        description=f"gce {project}/{s.zone}/{s.instance}",
+        extra=extra,
+    )
 
 
 class GceProvider(BaseProvider):
@@ -109,23 +133,8 @@ class GceProvider(BaseProvider):
             if guest else ()
         host, proxy = reach.address(instance, s, api.project, self.target, self.environ,
                                     progress)
-        extra = {"project": api.project, "zone": s.zone, "instance": s.instance,
-                 "instance_id": str(instance.id)}
-        if self._gpu_count():
-            extra["gpus"] = str(self._gpu_count())
-        return Endpoint(
-            host=host,
-            port=s.ssh_port,
-            user=user,
-            identity_file=identity,
-            known_hosts=s.known_hosts or paths.ssh_dir() / keys.KNOWN_HOSTS_NAME,
-            proxy_command=proxy,
-            host_key_alias=f"compute.{instance.id}",
-            trusted_host_keys=host_keys,
-            auth_retry_seconds=60.0,
-            description=f"gce {api.project}/{s.zone}/{s.instance}",
-            extra=extra,
-        )
+        return endpoint_of(api.project, s, instance, host=host, proxy=proxy, user=user,
+                           identity=identity, host_keys=host_keys)
 
     def after_connect(self, session: Session, progress: Progress) -> list[str]:
         """A VM with GPUs: wait for a working nvidia-smi (a new Deep Learning VM installs

@@ -308,6 +308,12 @@ class FakeCompute(VmLifecycle):
     # --- OS Login ------------------------------------------------------------------
 
     def _oslogin(self, call: Call) -> Json:
+        profile = re.fullmatch(r"/v1/users/([^/:]+)/loginProfile", call.path)
+        if profile is not None and call.method == "GET":  # read only (doctor)
+            email = unquote(profile.group(1))
+            with self.lock:
+                keys = list(self.oslogin_keys.get(email, []))
+            return self._login_profile(email, keys, call.query.get("projectId", ""))
         match = re.fullmatch(r"/v1/users/([^/:]+):importSshPublicKey", call.path)
         if match is None or call.method != "POST":
             raise ApiError(404, f"no such OS Login path {call.path}", "notFound")
@@ -317,12 +323,15 @@ class FakeCompute(VmLifecycle):
             keys = self.oslogin_keys.setdefault(email, [])
             if key not in keys:
                 keys.append(key)
+        return {"loginProfile": self._login_profile(email, keys,
+                                                    call.query.get("projectId", ""))}
+
+    def _login_profile(self, email: str, keys: list[str], project: str) -> Json:
         username = self.oslogin_username(email)
-        project = call.query.get("projectId", "")
-        return {"loginProfile": {
+        return {
             "name": email,
             "posixAccounts": [{"primary": True, "username": username, "uid": "1001",
                                "gid": "1001", "homeDirectory": f"/home/{username}",
                                "accountId": project, "operatingSystemType": "LINUX"}],
             "sshPublicKeys": {str(i): {"key": k} for i, k in enumerate(keys)},
-        }}
+        }

@@ -36,6 +36,8 @@ DOCUMENTED = {
     "STATE": 10,
     "NOTEBOOK": 11,
     "PREEMPTED": 12,
+    "UNREACHABLE": 13,
+    "BROWSER": 14,
     "COMMAND_NOT_FOUND": 127,
     "INTERRUPTED": 130,
 }

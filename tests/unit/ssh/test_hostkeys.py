@@ -511,3 +511,28 @@ def test_known_key_types_are_preferred(tmp_path: Path) -> None:
     key = ecdsa()
     trusted = HostKeyChecker("x", [path], trusted=[(key.name, key.b64)])
     assert trusted.preferred_key_types(OFFERED)[0] == "ecdsa-sha2-nistp256"
+
+
+# --- classify: the verdict `verify` acts on, without asking or recording (doctor) -----------
+
+
+def test_classify_names_each_verdict_and_the_line_it_rests_on(tmp_path: Path) -> None:
+    known, changed, revoked, stranger = ed25519(), ed25519(), ed25519(), ed25519()
+    path = known_hosts(tmp_path, f"lab {known.line}", f"@revoked lab {revoked.line}",
+                       f"moved {changed.line}")
+    checker = HostKeyChecker("lab", [path])
+    verdict = checker.classify(known.name, known.b64)
+    assert (verdict.status, verdict.entry.line if verdict.entry else None) == ("known", 1)
+    assert checker.classify(revoked.name, revoked.b64).status == "revoked"
+    assert checker.refusal(checker.classify(revoked.name, revoked.b64), revoked.name,
+                           revoked.b64) is not None
+    verdict = checker.classify(stranger.name, stranger.b64)
+    assert verdict.status == "changed" and verdict.entry is not None and verdict.entry.line == 1
+    assert HostKeyChecker("new", [path]).classify(stranger.name, stranger.b64).status == "unknown"
+    other = ecdsa()  # a type with no recorded key is unknown, not changed (as OpenSSH)
+    assert checker.classify(other.name, other.b64).status == "unknown"
+    before = path.read_text()
+    published = HostKeyChecker("compute.1", [path], trusted=[(known.name, known.b64)])
+    assert published.classify(known.name, known.b64).status == "trusted"
+    assert published.classify(stranger.name, stranger.b64).status == "mismatch"
+    assert path.read_text() == before  # nothing recorded by judging
