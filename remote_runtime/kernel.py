@@ -21,6 +21,7 @@ from .bootstrap import start_agent
 from .errors import RemoteSetupError
 from .options import Progress
 from .profiles import KernelSettings
+from .remote import follow_steps
 from .ssh import Prompter, Session
 
 # Where `kernel.python: auto` looks for a Deep Learning VM's conda base (before the
@@ -29,6 +30,7 @@ AUTO_ENV = "REMOTE_RUNTIME_AUTO_PYTHONS"
 DEFAULT_AUTO = ("/opt/conda/bin/python",)
 CHECK_TIMEOUT = 300.0  # login shell, kernel.setup (a slow `module load`), the check
 INSTALL_TIMEOUT = 900.0
+STOPPED = "the remote agent stopped while checking the kernel's Python"
 
 # Asked on a terminal; True means go ahead.
 Confirm = Callable[[str], bool]
@@ -160,18 +162,7 @@ def _ask_agent(session: Session, settings: KernelSettings, agent_python: str, wo
     process = start_agent(session, agent_python, "kernel")
     try:
         process.write_line(json.dumps(config))
-        while True:
-            line = process.read_line(timeout=timeout)
-            if line is None:
-                raise RemoteSetupError(
-                    "the remote agent stopped while checking the kernel's Python",
-                    details=process.read_stderr()[-800:] or None)
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(message, dict):
-                continue
+        for message in follow_steps(process, progress, silence=timeout, stopped=STOPPED):
             if "progress" in message:
                 progress(str(message["progress"]))
             elif "refused" in message:
@@ -182,5 +173,6 @@ def _ask_agent(session: Session, settings: KernelSettings, agent_python: str, wo
                                        details=message.get("details") or None)
             elif message.get("ok"):
                 return message
+        raise RemoteSetupError(STOPPED)  # follow_steps ends only by raising
     finally:
         process.close()

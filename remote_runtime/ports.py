@@ -3,7 +3,9 @@
 The extension re-issues proxied requests to the Host the browser used, so the
 local and remote ports must be equal (DESIGN.md fact 2). The remote probe says
 which candidates are free there; here the forwarder takes the first of them
-that it can also bind on this machine.
+that it can also bind on this machine. A server in a container re-issues them
+inside the container instead, to its own port whatever the remote publishes
+(`colab_image`): there the local port is what counts (`bind_forwarder_to`).
 """
 
 from __future__ import annotations
@@ -56,5 +58,48 @@ def bind_forwarder(
         return forwarder, notes
     raise PortInUseError(
         f"no port from {wanted} to {wanted + PORT_SEARCH - 1} is free on both ends",
+        hint="choose one with --port",
+    )
+
+
+def bind_forwarder_to(
+    session: Session,
+    remote_free: list[int],
+    *,
+    wanted: int,
+    explicit: bool,
+    remote_host: str,
+) -> tuple[Forwarder, int, list[str]]:
+    """For a server that does not see the remote port (a container publishes it: the
+    port its requests are re-issued to is its own, inside): the local port is `wanted`
+    (or, when not explicit and taken here, the next one free here), and the remote port
+    the same number where free there, else the first of `remote_free`. Returns the
+    started forwarder, the remote port and notes for the user."""
+    if not remote_free:
+        raise PortInUseError(
+            f"no port from {wanted} to {wanted + PORT_SEARCH - 1} is free on the remote host",
+            hint="stop what holds them there")
+    notes: list[str] = []
+    last = wanted if explicit else min(wanted + PORT_SEARCH, 65536) - 1
+    for local in range(wanted, last + 1):
+        remote = local if local in remote_free else remote_free[0]
+        forwarder = Forwarder(session.transport, local, remote_host, remote)
+        try:
+            forwarder.start()
+        except PortInUseError:
+            if explicit:
+                raise PortInUseError(
+                    f"port {local} is already in use on this machine",
+                    hint="choose another with --port, or stop what holds it here",
+                ) from None
+            continue
+        if local != wanted:
+            notes.append(f"port {wanted} is taken on this machine; using {local}")
+        if remote != local:
+            notes.append(f"port {local} is taken on the remote host; the server is "
+                         f"published on {remote} there, forwarded from localhost:{local}")
+        return forwarder, remote, notes
+    raise PortInUseError(
+        f"no port from {wanted} to {last} is free on this machine",
         hint="choose one with --port",
     )

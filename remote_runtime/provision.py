@@ -12,23 +12,25 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from . import stacks
+from . import container, stacks
 from .bootstrap import start_agent
 from .errors import RemoteSetupError
-from .options import Progress, Step
+from .options import Progress
 from .profiles import JupyterSettings
-from .remote import Probe, RemoteHost
+from .remote import Probe, RemoteHost, follow_steps
 
 INSTALL_TIMEOUT = 900.0  # seconds without a word from the build
+BUILD_STOPPED = "the managed environment build stopped unexpectedly"
 
 
 @dataclass(frozen=True)
 class ServerStack:
     """The Jupyter a runtime runs: its argv, its stack (`stacks`), where it came from."""
 
-    jupyter: list[str]
+    jupyter: list[str]  # Jupyter's argv; for the colab-image stack, the image
     stack: str
-    source: str  # "existing" (found on the host) or "managed" (our env)
+    source: str  # "existing" (found on the host), "managed" (our env) or "image"
+    container: container.Plan | None = None  # the colab-image stack's container
 
     @property
     def routes(self) -> tuple[str, ...]:
@@ -38,7 +40,10 @@ class ServerStack:
 def ensure_stack(host: RemoteHost, probe: Probe, progress: Progress) -> ServerStack:
     """The Jupyter to run, per `jupyter.env` (auto | existing | managed) and
     `jupyter.stack` (auto | classic | modern): an existing one that serves Colab
-    (classic preferred), else the managed env."""
+    (classic preferred), else the managed env; or Colab's image (stack colab-image)."""
+    if host.settings.stack == stacks.COLAB_IMAGE:
+        image = container.prepare(host, progress)
+        return ServerStack([image.image], stacks.COLAB_IMAGE, "image", image)
     decided = plan(host.settings, probe)
     if isinstance(decided, ServerStack):
         progress(f"using the existing Jupyter at {decided.jupyter[0]} "
@@ -111,20 +116,9 @@ def _ensure_managed(host: RemoteHost, probe: Probe, choice: stacks.Choice,
     process = start_agent(host.session, host.settings.python, "ensure-managed")
     try:
         process.write_line(json.dumps(config))
-        while True:
-            line = process.read_line(timeout=INSTALL_TIMEOUT)
-            if line is None:
-                raise RemoteSetupError("the managed environment build stopped unexpectedly",
-                                       details=process.read_stderr()[-800:] or None)
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue
-            if "step" in message:
-                step = message["step"]
-                progress(Step(str(step["task"]), int(step["done"]), int(step["total"]),
-                              str(step.get("detail", ""))))
-            elif message.get("building"):
+        for message in follow_steps(process, progress, silence=INSTALL_TIMEOUT,
+                                    stopped=BUILD_STOPPED):
+            if message.get("building"):
                 progress(f"building it on the remote host ({_where(probe, choice)})")
             elif "error" in message:
                 raise RemoteSetupError(
@@ -135,6 +129,7 @@ def _ensure_managed(host: RemoteHost, probe: Probe, choice: stacks.Choice,
                 )
             elif message.get("ok"):
                 return ServerStack([str(message["jupyter"])], choice.stack, "managed")
+        raise RemoteSetupError(BUILD_STOPPED)  # follow_steps ends only by raising
     finally:
         process.close()
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import jupyter
 from .bootstrap import refusal, run_agent, start_agent
 from .errors import PortInUseError, RemoteSetupError, SSHError
+from .options import Progress, Step
 from .profiles import JupyterSettings
 from .ssh import RemoteProcess, Session
 
@@ -68,6 +70,29 @@ def agent_answer(text: str, what: str) -> dict[str, Any]:
             return value
     raise RemoteSetupError(f"unexpected answer from the remote agent during {what}",
                            details=text.strip()[-800:] or None)
+
+
+def follow_steps(process: RemoteProcess, progress: Progress, *, silence: float,
+                 stopped: str) -> Iterator[dict[str, Any]]:
+    """The messages of a long agent command (a build, a pull): its counted steps shown
+    as progress, every other message yielded. Raises RemoteSetupError(`stopped`) when it
+    ends without saying how, or says nothing for `silence` seconds."""
+    while True:
+        line = process.read_line(timeout=silence)
+        if line is None:
+            raise RemoteSetupError(stopped, details=process.read_stderr()[-800:] or None)
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(message, dict):
+            continue
+        if "step" in message:
+            step = message["step"]
+            progress(Step(str(step["task"]), int(step["done"]), int(step["total"]),
+                          str(step.get("detail", ""))))
+        else:
+            yield message
 
 
 class RemoteHost:
@@ -140,34 +165,38 @@ class RemoteHost:
         idle_stop_seconds: float | None = None,
         stack: str = "classic",
         kernel: dict[str, Any] | None = None,
+        launch: dict[str, Any] | None = None,
     ) -> ServerHandle:
         """Start the server under the agent's monitor; the returned handle's
         process must be kept open (it renews the lease) and stopped with `stop`.
         `kernel` (`kernel.KernelChoice.to_agent()`) makes the user's Python its default
-        kernel."""
-        argv = jupyter.server_argv(
-            jupyter_argv,
-            port=port,
-            bind_host=self.settings.bind_host,
-            config_file="{config_file}",
-            notebook_dir="{notebook_dir}",  # "~" is expanded by the agent, on the remote
-            allow_root=allow_root,
-            stack=stack,
-        )
+        kernel. `launch` replaces Jupyter's command with a ready one (`container.launch`:
+        argv, stop_argv, cleanup_argv: Colab's image, which makes its own token)."""
         config = {
             "run_id": run_id,
             "port": port,
             "bind_host": self.settings.bind_host,
             "token": token,
-            "argv": argv,
             "workdir": self.settings.workdir,
-            "server_config": jupyter.server_config_py(stack),
             "lease_seconds": self.settings.lease_seconds,
             "on_disconnect": on_disconnect,
             # The VM's agent powers it off after this long with nothing running (None: never).
             "idle_stop_seconds": idle_stop_seconds,
             "kernel": kernel,
         }
+        if launch is not None:
+            config.update(launch)
+        else:
+            config["argv"] = jupyter.server_argv(
+                jupyter_argv,
+                port=port,
+                bind_host=self.settings.bind_host,
+                config_file="{config_file}",
+                notebook_dir="{notebook_dir}",  # "~" is expanded by the agent, on the remote
+                allow_root=allow_root,
+                stack=stack,
+            )
+            config["server_config"] = jupyter.server_config_py(stack)
         process = start_agent(self.session, self.settings.python, "start")
         process.write_line(json.dumps(config))
         line = process.read_line(timeout=60)

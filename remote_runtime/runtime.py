@@ -21,7 +21,20 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from . import health, jupyter, kernel, ports, procs, providers, provision, redact, ssh, state
+from . import (
+    colab_image,
+    container,
+    health,
+    jupyter,
+    kernel,
+    ports,
+    procs,
+    providers,
+    provision,
+    redact,
+    ssh,
+    state,
+)
 from .errors import (
     ExitCode,
     HealthCheckError,
@@ -66,6 +79,7 @@ class RuntimeInfo:
     since: float = field(default_factory=time.time)
     stack: str = "classic"  # the server stack (remote_runtime.stacks)
     routes: tuple[str, ...] = ("websocket", "cors")  # the Colab routes it serves
+    remote_port: int = 0  # where the server listens on the remote (0: `port`)
     kernel: str = ""  # the Python the default kernel runs on the remote
 
     @property
@@ -90,6 +104,7 @@ class RuntimeInfo:
             "notes": self.notes,
             "stack": self.stack,
             "routes": list(self.routes),
+            "remote_port": self.remote_port or self.port,
         }
 
 
@@ -131,6 +146,7 @@ class Runtime(Resource):
         self._undo = UndoStack()
         self._token = ""
         self._provider_notes: list[str] = []
+        self._notes: list[str] = []  # said while starting, repeated with the URL
         self.ended = ""  # why the runtime ended by itself (an idle stop), when it did
         self._preempted = ""
         self._closed = False
@@ -161,12 +177,21 @@ class Runtime(Resource):
             endpoint = self._prepare_target()
             self._connect(endpoint)
             probe, server_stack, wanted, explicit = self._prepare_remote()
-            port, notes = self._bind_forwarder(probe, wanted, explicit)
-            self._start_server(probe, port, server_stack)
+            image = server_stack.container is not None
+            port, remote_port, notes = self._bind_forwarder(probe, wanted, explicit,
+                                                            published=image)
+            if image:
+                self._start_container(probe, remote_port, server_stack)
+            else:
+                routes = server_stack.routes
+                self._start_server(probe, port, server_stack)
             self._start_heartbeat()
             self._undo.push(self._stop_heartbeat)
-            report = self._check_health(port, deadline, server_stack.routes)
-            return self._publish(endpoint, port, server_stack, report, notes)
+            if image:  # the lease is held while it starts
+                routes = self._read_container_url(port, deadline)
+            report = self._check_health(port, deadline, routes)
+            return self._publish(endpoint, port, server_stack, report, notes + self._notes,
+                                 routes=routes, remote_port=remote_port)
         finally:
             self._start_done.set()
             if self._gave_up_waiting:  # close() did not wait this long: release the rest
@@ -210,9 +235,13 @@ class Runtime(Resource):
         assert self.remote is not None
         wanted, explicit = self._wanted_port()
         self.progress("checking the remote host")
-        probe = self.remote.probe(ports.candidates(wanted, explicit))
+        # A container's remote port can differ from the local one (ports.bind_forwarder_to).
+        image = self.profile.jupyter.stack == colab_image.STACK
+        probe = self.remote.probe(ports.candidates(wanted, explicit and not image))
         server_stack = provision.ensure_stack(self.remote, probe, self.progress)
         assert self.session is not None
+        if image:  # the image's own Python runs its kernels (profiles check: no kernel:)
+            return probe, server_stack, wanted, explicit
         self.kernel = kernel.prepare(
             self.session, self.profile.kernel, agent_python=self.profile.jupyter.python,
             workdir=self.profile.jupyter.workdir, confirm=kernel.asking(self.prompter),
@@ -237,6 +266,37 @@ class Runtime(Resource):
             kernel=self.kernel.to_agent() if self.kernel is not None else None,
         )
         self._undo.push(self._stop_server)
+
+    def _start_container(self, probe: Probe, remote_port: int,
+                         server_stack: ServerStack) -> None:
+        """Colab's image under the agent's monitor, published on `remote_port`."""
+        assert self.remote is not None and server_stack.container is not None
+        plan = server_stack.container
+        run_id = f"{self.profile.name}-{uuid.uuid4().hex[:12]}"
+        bind_host = self.profile.jupyter.bind_host
+        self.progress(f"starting {plan.image} {container.gpu_text(plan)} on remote port "
+                      f"{remote_port} ({bind_host}), the workdir at "
+                      f"{colab_image.WORKDIR_MOUNT}")
+        self.server = self.remote.start_server(
+            run_id=run_id, port=remote_port, token="", jupyter_argv=[],
+            allow_root=probe.is_root, on_disconnect=self.on_disconnect,
+            idle_stop_seconds=self.profile.idle_stop_seconds, stack=server_stack.stack,
+            launch=container.launch(plan, run_id=run_id, port=remote_port,
+                                    bind_host=bind_host))
+        self._undo.push(self._stop_server)
+
+    def _read_container_url(self, port: int, deadline: float) -> tuple[str, ...]:
+        """The token from the container's log; returns the Colab routes to expect
+        (`colab_image.routes`: the URL's port against the one the image printed)."""
+        assert self.remote is not None and self.server is not None
+        self.progress("waiting for the container to print its URL")
+        timeout = max(deadline - time.monotonic(), colab_image.URL_WAIT_MIN)
+        printed, self._token = container.read_url(self.remote, self.server, timeout)
+        note = colab_image.routes_note(port, printed)
+        if note:
+            self.progress(note)
+            self._notes.append(note)
+        return colab_image.routes(port, printed)
 
     def _start_heartbeat(self) -> None:
         assert self.session is not None and self.server is not None
@@ -264,7 +324,8 @@ class Runtime(Resource):
         return report
 
     def _publish(self, endpoint: ssh.Endpoint, port: int, server_stack: ServerStack,
-                 report: health.HealthReport, notes: list[str]) -> RuntimeInfo:
+                 report: health.HealthReport, notes: list[str], *,
+                 routes: tuple[str, ...], remote_port: int) -> RuntimeInfo:
         """The runtime is up: say so in the state record, and return what was made."""
         assert self.server is not None and self._record is not None
         profile = self.profile
@@ -280,14 +341,15 @@ class Runtime(Resource):
             health=report,
             notes=notes + self._provider_notes,
             stack=server_stack.stack,
-            routes=server_stack.routes,
+            routes=routes,
+            remote_port=remote_port,
             kernel=self.kernel.python if self.kernel is not None else "",
         )
         record = self._record
         record.port, record.token, record.run_id = port, self._token, self.server.run_id
         record.target, record.remote_log = self.info.target, self.server.log_path
         record.endpoint, record.phase = endpoint.to_dict(), "up"
-        record.stack, record.routes = server_stack.stack, list(server_stack.routes)
+        record.stack, record.routes = server_stack.stack, list(routes)
         state.claim(record)
         assert self.provider is not None
         self.provider.runtime_up()
@@ -310,19 +372,31 @@ class Runtime(Resource):
         if self.options.port is not None:
             return self.options.port, True
         settings = self.profile.jupyter
+        if settings.stack == colab_image.STACK and not settings.port_explicit:
+            return colab_image.DEFAULT_PORT, False  # as the image's documented command
         return settings.port, settings.port_explicit
 
-    def _bind_forwarder(self, probe: Probe, wanted: int, explicit: bool) -> tuple[int, list[str]]:
+    def _bind_forwarder(self, probe: Probe, wanted: int, explicit: bool, *,
+                        published: bool) -> tuple[int, int, list[str]]:
+        """The local forwarder: (its port, the remote port, notes). `published`: the
+        server is a container's, whose remote port may differ (ports.bind_forwarder_to)."""
         assert self.session is not None
-        forwarder, notes = ports.bind_forwarder(
-            self.session, probe.free_ports, wanted=wanted, explicit=explicit,
-            remote_host=self.profile.jupyter.bind_host)
+        remote_host = self.profile.jupyter.bind_host
+        if published:
+            forwarder, remote_port, notes = ports.bind_forwarder_to(
+                self.session, probe.free_ports, wanted=wanted, explicit=explicit,
+                remote_host=remote_host)
+        else:
+            forwarder, notes = ports.bind_forwarder(
+                self.session, probe.free_ports, wanted=wanted, explicit=explicit,
+                remote_host=remote_host)
+            remote_port = forwarder.port
         self.forwarder = forwarder
         self._undo.push(step(f"closed the local forwarder on port {forwarder.port}",
                              forwarder.close))
         for note in notes:
             self.progress(note)
-        return forwarder.port, notes
+        return forwarder.port, remote_port, notes
 
     def _log_tail_for_errors(self) -> str | None:
         if self.remote is None or self.server is None or self.session is None:
@@ -442,6 +516,9 @@ class Runtime(Resource):
         server, session = self.server, self.session
         assert server is not None
         label = f"stopped the remote Jupyter server (pid {server.server_pid}) and its kernels"
+        if server.stack == colab_image.STACK:
+            name = colab_image.container_name(server.run_id)
+            label = f"stopped and removed the container {name} (the image stays cached)"
         remote = self.remote
         if remote is not None and session is not None and session.alive:
             return step(label, lambda: remote.stop(server))()

@@ -4,6 +4,8 @@
   the extension's websocket and the direct (CORS) one (DESIGN.md facts 1, 11).
 - `modern`: a current Jupyter Server (jupyter_server 2, the server of notebook 7)
   with ipykernel. Serves the direct route only: the extension cannot load there.
+- `colab-image`: not a stack we build but Colab's own runtime image, run with Docker
+  (`colab_image` holds its facts, `container` runs it).
 
 The managed env installs a *lock*: every transitive dependency pinned, with the
 hashes of every file PyPI has for that version, one file per stack and Python minor
@@ -25,9 +27,11 @@ from dataclasses import dataclass
 from importlib import resources
 
 STACKS = ("classic", "modern")
-STACK_CHOICES = ("auto", *STACKS)
+# Colab's own runtime image, run with Docker (`colab_image`, `container`): not built here.
+COLAB_IMAGE = "colab-image"
+STACK_CHOICES = ("auto", *STACKS, COLAB_IMAGE)
 WEBSOCKET, CORS = "websocket", "cors"
-ROUTES = {"classic": (WEBSOCKET, CORS), "modern": (CORS,)}
+ROUTES = {"classic": (WEBSOCKET, CORS), "modern": (CORS,), COLAB_IMAGE: (WEBSOCKET, CORS)}
 
 # What each stack is, before locking (DESIGN.md fact 1: the extension needs the classic
 # server and tornado < 6.5). The locks are resolved from these.

@@ -8,6 +8,9 @@ on both ends either way:
   index only through a CONNECT proxy (announced with sshd's SetEnv https_proxy).
 - "loopback-alias": without namespaces, a listening sshd on 127.0.0.1 and the remote
   Jupyter binds 127.0.0.2 (all of 127.0.0.0/8 is loopback on Linux).
+
+With `docker=True` (netns only, when a test asks) the host also runs a Docker engine
+of its own (`sandbox.docker`), reached by remote sessions through DOCKER_HOST.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from remote_runtime import paths
 from remote_runtime.lifecycle import Resource
 from sandbox import netns
 from sandbox.common import SandboxError, kill_and_wait, pids_with_env
+from sandbox.docker import Dockerd
 from sandbox.sshd import Sshd
 
 if TYPE_CHECKING:
@@ -50,6 +54,8 @@ class Sandbox(Resource):
         mode: str = "auto",
         remote_cache_dir: Path | None = None,
         env: dict[str, str] | None = None,
+        docker: bool = False,
+        docker_data_size: str | None = None,
     ) -> None:
         if mode not in ("auto", *MODES):
             raise ValueError(f"mode must be auto, netns or loopback-alias, not {mode!r}")
@@ -65,6 +71,9 @@ class Sandbox(Resource):
         self.proxy: ConnectProxy | None = None
         self.relay: Relay | None = None
         self.sshd: Sshd | None = None
+        self.want_docker = docker
+        self.docker_data_size = docker_data_size  # a tmpfs of that size as its data root
+        self.dockerd: Dockerd | None = None
         self._stack = contextlib.ExitStack()
 
 
@@ -84,6 +93,8 @@ class Sandbox(Resource):
         """Bring everything up; on failure tear down what was started and re-raise."""
         self._started = True
         self.mode = self._choose_mode()
+        if self.want_docker and self.mode != "netns":
+            raise SandboxError("a sandbox with Docker needs the netns mode (root)")
         self._stack = contextlib.ExitStack()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.remote_cache_dir.mkdir(parents=True, exist_ok=True)
@@ -104,6 +115,9 @@ class Sandbox(Resource):
         netns.prune_stale()
         self.remote_bind_host = "127.0.0.1"
         self.namespace = self._stack.enter_context(netns.Namespace())
+        if self.want_docker:
+            self.dockerd = self._stack.enter_context(Dockerd(
+                self.workdir / "docker", self.namespace.name, data_size=self.docker_data_size))
         socket_path = self.workdir / "pip-proxy.sock"
         if len(str(socket_path)) > UNIX_PATH_MAX:
             short = Path(tempfile.mkdtemp(prefix="rr-"))
@@ -122,6 +136,7 @@ class Sandbox(Resource):
             "NO_PROXY": "localhost,127.0.0.1,::1",
             "XDG_CACHE_HOME": str(self.remote_cache_dir),
             MARKER_ENV: str(self.workdir),
+            **({"DOCKER_HOST": self.dockerd.host} if self.dockerd else {}),
             **self.env,
         }
         self._stack.callback(kill_and_wait, self.remote_pids)
@@ -143,7 +158,7 @@ class Sandbox(Resource):
         try:
             self._stack.close()
         finally:
-            self.sshd = self.relay = self.proxy = self.namespace = None
+            self.sshd = self.relay = self.proxy = self.namespace = self.dockerd = None
             if self._own_workdir:
                 shutil.rmtree(self.workdir, ignore_errors=True)
 

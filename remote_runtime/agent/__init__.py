@@ -13,12 +13,16 @@ standard library. Every answer is one JSON line.
   stop RUN          stop a server and its kernels, wait for it
   status RUN        is it running
   logs RUN [-f]     the server log
+  docker-probe, image-size REF, docker-pull, container-url RUN
+                    Colab's runtime image in Docker (`container`)
   doctor            venv support, the managed env, disk space
 
 Modules: `common` (helpers), `stack` (probe: which Jupyter and Python are there),
 `build` (the managed env, from a lock), `kernel` (the kernel's Python, its launcher),
 `private` (private directories), `server` (monitor, lease, stop, logs),
 `idle` (idle shutdown: activity probe and the watcher that powers the VM off),
+`container` (Docker for Colab's runtime image: usable?, disk, the printed URL),
+`registry` (its size from the registry), `pull` (docker pull with progress),
 `doctor` (what `remote-runtime doctor` asks besides the probe),
 `main` (command table).
 """

@@ -23,6 +23,7 @@ import fcntl
 import http.client
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -67,11 +68,25 @@ class Activity:
         self.interval = poll_interval(self.seconds or 60)
         self.host, self.port = config["bind_host"], config["port"]
         self.token = config["token"]
+        # A server that makes its own token (Colab's image) prints it in its log.
+        self.url_pattern = config.get("url_pattern")
+        self.log = os.path.join(directory, "server.log")
         self.path = os.path.join(directory, "activity.json")
         self.active_at = time.time()  # a server that just started counts as activity
         self.next = 0.0
 
+    def token_from_log(self):
+        try:
+            with open(self.log, "rb") as handle:
+                text = handle.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+        match = re.search(self.url_pattern, text)
+        return match.group(2) if match else ""
+
     def kernels(self):
+        if not self.token and self.url_pattern:
+            self.token = self.token_from_log()
         connection = http.client.HTTPConnection(self.host, self.port, timeout=10)
         try:
             connection.request("GET", "/api/kernels",

@@ -4,9 +4,12 @@
 
 from .build import cmd_ensure_managed
 from .common import emit
+from .container import cmd_container_url, cmd_docker_probe
 from .doctor import cmd_doctor
 from .kernel import cmd_kernel
 from .private import Refusal
+from .pull import cmd_docker_pull
+from .registry import cmd_image_size
 from .server import cmd_attach, cmd_logs, cmd_start, cmd_status, cmd_stop
 from .stack import cmd_probe
 
@@ -19,6 +22,10 @@ COMMANDS = {
     "stop": cmd_stop,
     "status": cmd_status,
     "logs": cmd_logs,
+    "docker-probe": cmd_docker_probe,
+    "image-size": cmd_image_size,
+    "docker-pull": cmd_docker_pull,
+    "container-url": cmd_container_url,
     "doctor": cmd_doctor,
 }
 

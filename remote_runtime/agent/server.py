@@ -16,8 +16,8 @@ import subprocess
 import sys
 import time
 
+from . import container, kernel
 from . import idle as idle_stop
-from . import kernel
 from .common import (
     alive,
     detach,
@@ -59,8 +59,12 @@ def signal_all(pids, sig):
             pass
 
 
-def stop_server(server, log):
-    """SIGTERM (the server shuts its kernels down), then SIGKILL what is left."""
+def stop_server(server, log, stop_argv=None):
+    """SIGTERM (the server shuts its kernels down), then SIGKILL what is left. A server
+    run by a container engine (`stop_argv`: `docker stop`) is stopped through it first:
+    its processes are the engine's, not the client's we started."""
+    if stop_argv:
+        container.run_engine(stop_argv, log)
     family = descendants(server.pid)
     log("stopping server %d and %d child process(es)" % (server.pid, len(family)))
     signal_all([server.pid], signal.SIGTERM)
@@ -146,7 +150,9 @@ def monitor(config, directory):
             reason = "lease expired (%.0fs without renewal)" % lease.idle()
     log("stopping: " + reason)
     if server.poll() is None:
-        stop_server(server, log)
+        stop_server(server, log, config.get("stop_argv"))
+    if config.get("cleanup_argv"):  # what outlives the server: a stopped container
+        container.run_engine(config["cleanup_argv"], log)
     state.update({"stopped": time.time(), "reason": reason})
     write_json(os.path.join(directory, "state.json"), state)
     try:  # the user's login environment (kernel.py) is not kept after the kernels

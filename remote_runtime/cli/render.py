@@ -53,12 +53,17 @@ def routes_text(routes: list[str] | tuple[str, ...], *, short: bool = False) -> 
 
 
 def up(out: Console, info: dict[str, Any], *, detached: bool) -> None:
+    remote_port = info.get("remote_port", info["port"])
+    remote = f"the remote's {remote_port}, " if remote_port != info["port"] else ""
     out.print(text((f"Runtime '{info['name']}' is up", "bold green"),
                    f" on {info['target']}, port {info['port']} "
-                   f"(forwarded to localhost:{info['port']})"))
+                   f"({remote}forwarded to localhost:{info['port']})"))
     stack = info.get("stack", "classic")
+    what = _STACK_NAMES.get(stack, stack)
+    if stack == "colab-image":
+        what = f"{info.get('jupyter', '')} in Docker"
     out.print(f"Serves Colab's {routes_text(info.get('routes', ['websocket', 'cors']))} "
-              f"({stack} stack: {_STACK_NAMES.get(stack, stack)}).")
+              f"({stack} stack: {what}).")
     for note in info.get("notes", []):
         out.print(text(("note:", "yellow"), f" {note}"))
     out.print()

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from .. import kernel, ports, provision, stacks, state
+from .. import container, kernel, ports, provision, stacks, state
 from ..bootstrap import run_agent
 from ..errors import RemoteRuntimeError, RemoteSetupError, SSHError, StateError
 from ..provision import ServerStack
@@ -34,6 +34,23 @@ Stack = ServerStack | stacks.Choice
 # stack that `plan` does not decide, such as one named by `jupyter.stack` that is not
 # a Jupyter found or built here: then this function is all the doctor checks of it).
 STACK_CHECKS: dict[str, Callable[[Walk], None]] = {}
+
+
+def _colab_image(walk: Walk) -> None:
+    """Docker for Colab's image (`container.check`: usable by the SSH user or through
+    sudo, the GPU, the image pulled or room to pull it); nothing is pulled or run."""
+    assert walk.session is not None and walk.profile is not None
+    for found in container.check(RemoteHost(walk.session, walk.profile.jupyter)):
+        if found.level == "ok":
+            walk.ok(STAGE, "docker", found.text)
+        elif found.level == "warning":
+            walk.warn(STAGE, "docker", found.text, found.fix)
+        else:
+            walk.fail(STAGE, "docker", found.text, found.fix,
+                      stops="Colab's image cannot run on the remote")
+
+
+STACK_CHECKS[stacks.COLAB_IMAGE] = _colab_image
 
 
 def run(walk: Walk) -> None:

@@ -131,6 +131,23 @@ def _mapping(key: Convert, value: Convert) -> Convert:
     return check
 
 
+# A Docker image reference as Docker parses it: [registry[:port]/]path[:tag][@digest].
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*(?::[0-9]+)?/)"
+_IMAGE = re.compile(rf"^{_DOMAIN}?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?"
+                    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$")
+
+
+def _image(value: Any) -> str:
+    """`auto`, or a Docker image reference (a name, a pinned tag or digest)."""
+    text = _str(value)
+    if text != "auto" and not _IMAGE.match(text):
+        raise ValueError(f"must be auto or a Docker image reference "
+                         f"(REGISTRY/PATH[:TAG][@sha256:DIGEST]), not {text!r}")
+    return text
+
+
 def _shell_lines(value: Any) -> tuple[str, ...]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not all(

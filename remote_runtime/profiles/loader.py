@@ -32,6 +32,8 @@ from .schema import (
     Profile,
     ProfileSet,
     SSHSettings,
+    jupyter_cross_check,
+    kernel_cross_check,
 )
 from .yamlfile import Lines
 from .yamlfile import read as read_yaml
@@ -124,12 +126,18 @@ def _profile(name: str, data: Any, source: Path, problems: _Problems) -> Profile
         problems.add(path, "needs exactly one target section: 'ssh' or 'gce'")
         ok = False
     jupyter = _section(data.get("jupyter"), JUPYTER_SCHEMA, (*path, "jupyter"), problems)
+    for key, reason in jupyter_cross_check(jupyter) if jupyter is not None else ():
+        problems.add((*path, "jupyter", key), reason)
+        jupyter = None
     ssh = _section(data["ssh"], SSH_SCHEMA, (*path, "ssh"), problems) if has_ssh else None
     gce = _section(data["gce"], GCE_SCHEMA, (*path, "gce"), problems) if has_gce else None
     for key, reason in gce_cross_check(gce) if gce is not None else ():
         problems.add((*path, "gce", key), reason)
         gce = None
     kernel = _section(data.get("kernel"), KERNEL_SCHEMA, (*path, "kernel"), problems)
+    for key, reason in kernel_cross_check(jupyter, kernel) if jupyter and kernel else ():
+        problems.add((*path, "kernel", key), reason)
+        kernel = None
     if not ok or jupyter is None or kernel is None or (has_ssh and ssh is None) or (
             has_gce and gce is None):
         return None

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ProfileError
-from ..stacks import STACK_CHOICES
+from ..stacks import COLAB_IMAGE, STACK_CHOICES
 from .checkers import (
     Checker,
     _ask_yes_no,
     _bool,
     _choice,
+    _image,
     _lease,
     _loopback,
     _path,
@@ -39,6 +40,7 @@ from .gce import (
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 ENV_MODES = ("auto", "existing", "managed")
+IMAGE_MIRRORS = ("us", "europe", "asia")  # Colab's registries (colab_image.REGISTRIES)
 GCE_ADDRESS_MODES = ("auto", "external", "internal", "iap")
 DEFAULT_JUPYTER_PORT = 8888
 DEFAULT_LEASE_SECONDS = 300
@@ -85,11 +87,13 @@ class JupyterSettings:
     port_explicit: bool = False
     command: str | None = None
     env: str = "auto"
-    stack: str = "auto"  # auto | classic | modern (remote_runtime.stacks)
+    stack: str = "auto"  # auto | classic | modern | colab-image (remote_runtime.stacks)
     python: str = "python3"
     workdir: str = "~"
     bind_host: str = "127.0.0.1"
     lease_seconds: int = DEFAULT_LEASE_SECONDS
+    image: str = "auto"  # colab-image: auto (Colab's GPU or CPU image) or a reference
+    image_mirror: str = "us"  # colab-image: which of Colab's registries `auto` pulls from
 
 
 @dataclass(frozen=True)
@@ -216,7 +220,46 @@ JUPYTER_SCHEMA: dict[str, tuple[Checker, bool]] = {
     "workdir": (_str, False),
     "bind_host": (_loopback, False),
     "lease_seconds": (_lease, False),
+    "image": (_image, False),
+    "image_mirror": (_choice(*IMAGE_MIRRORS), False),
 }
+IMAGE_KEYS = ("image", "image_mirror")
+
+
+def jupyter_cross_check(values: dict[str, object]) -> list[tuple[str, str]]:
+    """(key, reason) for jupyter values that contradict each other."""
+    problems = []
+    image_stack = values.get("stack") == COLAB_IMAGE
+    for key in IMAGE_KEYS:
+        if key in values and not image_stack:
+            problems.append((key, f"is only used with stack: {COLAB_IMAGE}"))
+    if image_stack:
+        for key in ("command", "env"):  # env: auto is what happens anyway
+            if key in values and not (key == "env" and values[key] == "auto"):
+                problems.append((key, f"does not apply to stack: {COLAB_IMAGE} (the image "
+                                 "brings its own server)"))
+        if values.get("image", "auto") != "auto" and "image_mirror" in values:
+            problems.append(("image_mirror", "only applies to image: auto (the mirror is "
+                             "part of an image reference)"))
+        workdir = str(values.get("workdir", "~"))
+        if ":" in workdir or "," in workdir:
+            problems.append(("workdir", f"cannot be mounted into the container at /content "
+                             f"(':' or ',' in {workdir!r})"))
+    return problems
+
+
+def kernel_cross_check(jupyter: dict[str, object], kernel: dict[str, object]
+                       ) -> list[tuple[str, str]]:
+    """(key, reason) for kernel values the jupyter section's stack cannot honour: Colab's
+    image runs its kernels on its own Python, with hosted Colab's packages, so a kernel
+    section asks for something that would silently not happen."""
+    if jupyter.get("stack") != COLAB_IMAGE:
+        return []
+    return [(key, f"does not apply to stack: {COLAB_IMAGE} (the image's own Python runs "
+             "the kernels): remove the kernel section, or use another stack for your own "
+             "Python") for key in kernel]
+
+
 KERNEL_SCHEMA: dict[str, tuple[Checker, bool]] = {
     "python": (_str, False),
     "setup": (_shell_lines, False),

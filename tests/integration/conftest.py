@@ -14,8 +14,16 @@ from typing import Any
 
 import paramiko
 import pytest
+from support import colab_standin
 from support.cli import UpProcess
-from support.env import SANDBOX_REMOTE_CACHE, Isolated, require_netns_sandbox, require_sshd
+from support.docker_host import DockerBox, RegistryProcess
+from support.env import (
+    SANDBOX_REMOTE_CACHE,
+    Isolated,
+    require_docker_sandbox,
+    require_netns_sandbox,
+    require_sshd,
+)
 from support.fake_compute import FakeCompute
 from support.gce import GUEST_KEY, PROJECT, Dlvm, GuestAgent, VmHost, dlvm_images, host_key
 from support.remote import Teardown, checked_remote
@@ -138,6 +146,8 @@ def gce_home(isolated: Isolated, gce_key_pair: Path) -> Path:
     for suffix in ("", ".pub"):
         shutil.copy2(f"{gce_key_pair}{suffix}", ssh_dir / f"{gce_key_pair.name}{suffix}")
     return isolated.home
+
+
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
     """A real OpenSSH sshd listening on 127.0.0.1, for the forwarder's tests."""
@@ -171,3 +181,45 @@ def any_transport(request: pytest.FixtureRequest, sshd: Sshd) -> Iterator[parami
 def echo_server() -> Iterator[TargetServer]:
     with target(echo) as server:
         yield server
+
+
+# The registry of the Colab image stand-in listens on this port of the Docker sandbox's
+# loopback (test_colab_image.py's range is 25000-25499).
+REGISTRY_PORT = 25000
+
+
+@pytest.fixture(scope="session")
+def standin_image() -> colab_standin.StandinImage:
+    """The Colab image stand-in, built once (cached across runs by its recipe)."""
+    require_docker_sandbox()
+    return colab_standin.image()
+
+
+@pytest.fixture(scope="module")
+def docker_box(tmp_path_factory: pytest.TempPathFactory,
+               standin_image: colab_standin.StandinImage) -> Iterator[DockerBox]:
+    """A sandbox host with its own Docker engine (nothing pulled yet) and a registry on
+    its loopback serving the stand-in under the name of Colab's image; per module, so
+    the engine does not idle through the rest of the suite."""
+    workdir = tmp_path_factory.mktemp("docker-sandbox")
+    with Sandbox(workdir, mode="netns", remote_cache_dir=SANDBOX_REMOTE_CACHE,
+                 docker=True) as box:
+        assert box.namespace is not None
+        with RegistryProcess(box.namespace.name, REGISTRY_PORT, standin_image,
+                             workdir / "registry.log", delay=0.002) as registry:
+            yield DockerBox(box, registry.reference(), registry)
+
+
+@pytest.fixture
+def docker_host(docker_box: DockerBox, isolated: Isolated) -> Iterator[DockerBox]:
+    """The Docker sandbox, checked free of containers and remote processes before the
+    test; after it, `down --all` for its profiles, then leftovers killed and removed."""
+    assert docker_box.box.dockerd is not None
+    assert not docker_box.containers(), "containers left by an earlier test"
+    try:
+        with checked_remote(docker_box.box), Teardown.guard(isolated) as guard:
+            docker_box.teardown = guard
+            yield docker_box
+    finally:
+        docker_box.teardown = None
+        docker_box.box.dockerd.remove_containers()

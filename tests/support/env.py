@@ -9,12 +9,13 @@ remote cache, where the managed Jupyter venv lives.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from sandbox import netns
+from sandbox import docker, netns
 from sandbox.common import SandboxError, find_binary
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -73,3 +74,14 @@ def require_netns_sandbox() -> None:
     reason = netns.unavailable_reason()
     if reason:
         unavailable(f"network namespaces unavailable: {reason}")
+
+
+def require_docker_sandbox() -> None:
+    """A sandbox host with its own Docker engine, and what builds the image stand-in."""
+    require_netns_sandbox()
+    reason = docker.available()
+    if reason:
+        unavailable(f"a Docker engine for the sandbox: {reason}")
+    if shutil.which("debootstrap") is None and not Path("/usr/sbin/debootstrap").exists():
+        unavailable("debootstrap is missing (apt-get install debootstrap): it builds the "
+                    "Colab image stand-in")

@@ -25,10 +25,11 @@ PACKAGE = REPO_ROOT / "remote_runtime"
 LAYERS: list[set[str]] = [
     # foundations ("" is the package's own __init__: its version)
     {"", "errors", "options", "paths", "redact", "procs", "lifecycle"},
-    {"jupyter", "stacks", "profiles"},  # what a runtime is, as data
+    {"jupyter", "stacks", "colab_image", "profiles"},  # what a runtime is, as data
     {"ssh"},  # one connection
     {"forward", "health", "providers", "server_api", "activity", "bootstrap"},  # over/to one
-    {"ports", "remote", "provision", "kernel", "heartbeat", "state", "stops"},  # runtime parts
+    {"ports", "remote", "container", "provision", "kernel", "heartbeat", "state",
+     "stops"},  # a runtime's parts
     {"runtime"},  # the orchestration
     # runtimes in use, across processes; the doctor of the whole path
     {"command", "supervisor", "detach", "control", "teardown", "notebooks", "doctor"},
