@@ -1,111 +1,29 @@
-"""The orchestration of `up`: provider, ssh, remote, forwarder, health, state.
-
-Data flows one way: profile -> endpoint -> SSH session -> remote server
-(port, token) -> local forwarder on the same port -> health report -> state
-record. `Runtime.start()` runs in phases; each phase that acquires something
-pushes the step that undoes it, and `Runtime.close()` replays those steps in
-reverse on every exit path and says what it did. A `close()` that begins while
-`start()` still runs in another thread (a supervisor told to stop during a VM
-start) cancels it and waits for it first, so nothing is acquired after teardown.
-"""
+"""`Runtime`: one runtime's resources, acquired in phases by `start()` and released in
+reverse by `close()` (see the package's docstring); while up, `wait()` watches it and
+`reconnect()` replaces a lost connection."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import secrets
 import threading
 import time
-import uuid
-from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import NoReturn
 
-from . import (
-    colab_image,
-    container,
-    health,
-    jupyter,
-    kernel,
-    ports,
-    procs,
-    providers,
-    provision,
-    redact,
-    ssh,
-    state,
-)
-from .errors import (
-    ExitCode,
-    HealthCheckError,
-    PreemptedError,
-    RemoteRuntimeError,
-    RemoteSetupError,
-    SSHError,
-)
-from .forward import Forwarder
-from .heartbeat import Heartbeat
-from .lifecycle import Resource, UndoStack, step
-from .options import Progress, UpOptions, quiet
-from .profiles import Profile
-from .provision import ServerStack
-from .remote import Probe, RemoteHost, ServerHandle
+from .. import colab_image, health, kernel, ports, procs, providers, provision, ssh, state
+from ..errors import PreemptedError, RemoteRuntimeError, RemoteSetupError, SSHError
+from ..forward import Forwarder
+from ..heartbeat import Heartbeat
+from ..lifecycle import Resource, UndoStack, step
+from ..options import Progress, UpOptions, quiet
+from ..profiles import Profile
+from ..provision import ServerStack
+from ..remote import Probe, RemoteHost, ServerHandle
+from . import servers
+from .info import RuntimeInfo, StartCancelled
 
 # How long close() waits for a cancelled start() in another thread to unwind (a VM
 # start or stop operation in flight is waited for: the Compute API cannot cancel it).
 START_CANCEL_TIMEOUT = 150.0
-
-
-class StartCancelled(RemoteRuntimeError):
-    """Teardown began before the runtime was up."""
-
-    exit_code = ExitCode.INTERRUPTED
-
-
-@dataclass
-class RuntimeInfo:
-    """What `up` produced; the CLI renders it as text or JSON."""
-
-    name: str
-    kind: str
-    target: str
-    port: int
-    token: str
-    run_id: str
-    server_pid: int
-    jupyter: str
-    health: health.HealthReport
-    notes: list[str] = field(default_factory=list)
-    since: float = field(default_factory=time.time)
-    stack: str = "classic"  # the server stack (remote_runtime.stacks)
-    routes: tuple[str, ...] = ("websocket", "cors")  # the Colab routes it serves
-    remote_port: int = 0  # where the server listens on the remote (0: `port`)
-    kernel: str = ""  # the Python the default kernel runs on the remote
-
-    @property
-    def url(self) -> str:
-        return jupyter.colab_url(self.port, self.token)
-
-    def to_dict(self, *, show_token: bool = False) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "target": self.target,
-            "url": self.url if show_token else redact.url(self.url),
-            "port": self.port,
-            "token": self.token if show_token else None,
-            "run_id": self.run_id,
-            "server_pid": self.server_pid,
-            "jupyter": self.jupyter,
-            "kernel": self.kernel,
-            "since": self.since,
-            "pid": os.getpid(),
-            "health": self.health.to_dict(),
-            "notes": self.notes,
-            "stack": self.stack,
-            "routes": list(self.routes),
-            "remote_port": self.remote_port or self.port,
-        }
 
 
 class Runtime(Resource):
@@ -180,16 +98,19 @@ class Runtime(Resource):
             image = server_stack.container is not None
             port, remote_port, notes = self._bind_forwarder(probe, wanted, explicit,
                                                             published=image)
-            if image:
-                self._start_container(probe, remote_port, server_stack)
-            else:
-                routes = server_stack.routes
-                self._start_server(probe, port, server_stack)
+            self._start_server(probe, port, remote_port, server_stack)
             self._start_heartbeat()
             self._undo.push(self._stop_heartbeat)
+            routes = server_stack.routes
             if image:  # the lease is held while it starts
-                routes = self._read_container_url(port, deadline)
-            report = self._check_health(port, deadline, routes)
+                assert self.remote is not None and self.server is not None
+                self._token, routes, note = servers.read_container_url(
+                    self.remote, self.server, port, deadline, self.progress)
+                self._notes += [note] if note else []
+            self.progress("checking the runtime through the tunnel, as Colab will")
+            report = servers.check_health(
+                port, self._token, deadline, routes, server_gone=self._server_gone,
+                log_tail=self._log_tail_for_errors, forwarder=self.forwarder)
             return self._publish(endpoint, port, server_stack, report, notes + self._notes,
                                  routes=routes, remote_port=remote_port)
         finally:
@@ -233,7 +154,7 @@ class Runtime(Resource):
 
     def _prepare_remote(self) -> tuple[Probe, ServerStack, int, bool]:
         assert self.remote is not None
-        wanted, explicit = self._wanted_port()
+        wanted, explicit = servers.wanted_port(self.options, self.profile)
         self.progress("checking the remote host")
         # A container's remote port can differ from the local one (ports.bind_forwarder_to).
         image = self.profile.jupyter.stack == colab_image.STACK
@@ -248,55 +169,18 @@ class Runtime(Resource):
             progress=self.progress)
         return probe, server_stack, wanted, explicit
 
-    def _start_server(self, probe: Probe, port: int, server_stack: ServerStack) -> None:
+    def _start_server(self, probe: Probe, port: int, remote_port: int,
+                      server_stack: ServerStack) -> None:
         assert self.remote is not None
-        self._token = secrets.token_hex(24)
-        run_id = f"{self.profile.name}-{uuid.uuid4().hex[:12]}"
-        self.progress(f"starting Jupyter on port {port} "
-                      f"(remote {self.profile.jupyter.bind_host})")
-        self.server = self.remote.start_server(
-            run_id=run_id,
-            port=port,
-            token=self._token,
-            jupyter_argv=server_stack.jupyter,
-            allow_root=probe.is_root,
-            on_disconnect=self.on_disconnect,
-            idle_stop_seconds=self.profile.idle_stop_seconds,
-            stack=server_stack.stack,
-            kernel=self.kernel.to_agent() if self.kernel is not None else None,
-        )
+        if server_stack.container is not None:
+            self.server = servers.start_container(
+                self.remote, self.profile, probe, remote_port, server_stack,
+                on_disconnect=self.on_disconnect, progress=self.progress)
+        else:
+            self.server, self._token = servers.start_jupyter(
+                self.remote, self.profile, probe, port, server_stack, self.kernel,
+                on_disconnect=self.on_disconnect, progress=self.progress)
         self._undo.push(self._stop_server)
-
-    def _start_container(self, probe: Probe, remote_port: int,
-                         server_stack: ServerStack) -> None:
-        """Colab's image under the agent's monitor, published on `remote_port`."""
-        assert self.remote is not None and server_stack.container is not None
-        plan = server_stack.container
-        run_id = f"{self.profile.name}-{uuid.uuid4().hex[:12]}"
-        bind_host = self.profile.jupyter.bind_host
-        self.progress(f"starting {plan.image} {container.gpu_text(plan)} on remote port "
-                      f"{remote_port} ({bind_host}), the workdir at "
-                      f"{colab_image.WORKDIR_MOUNT}")
-        self.server = self.remote.start_server(
-            run_id=run_id, port=remote_port, token="", jupyter_argv=[],
-            allow_root=probe.is_root, on_disconnect=self.on_disconnect,
-            idle_stop_seconds=self.profile.idle_stop_seconds, stack=server_stack.stack,
-            launch=container.launch(plan, run_id=run_id, port=remote_port,
-                                    bind_host=bind_host))
-        self._undo.push(self._stop_server)
-
-    def _read_container_url(self, port: int, deadline: float) -> tuple[str, ...]:
-        """The token from the container's log; returns the Colab routes to expect
-        (`colab_image.routes`: the URL's port against the one the image printed)."""
-        assert self.remote is not None and self.server is not None
-        self.progress("waiting for the container to print its URL")
-        timeout = max(deadline - time.monotonic(), colab_image.URL_WAIT_MIN)
-        printed, self._token = container.read_url(self.remote, self.server, timeout)
-        note = colab_image.routes_note(port, printed)
-        if note:
-            self.progress(note)
-            self._notes.append(note)
-        return colab_image.routes(port, printed)
 
     def _start_heartbeat(self) -> None:
         assert self.session is not None and self.server is not None
@@ -304,24 +188,9 @@ class Runtime(Resource):
         interval = min(30.0, self.profile.jupyter.lease_seconds / 4)
         self.heartbeat = Heartbeat(self.session, self.server.process, interval=interval).start()
 
-    def _check_health(self, port: int, deadline: float,
-                      routes: tuple[str, ...]) -> health.HealthReport:
-        self.progress("checking the runtime through the tunnel, as Colab will")
-        report = health.wait_healthy(
-            port, self._token, deadline=max(deadline, time.monotonic() + 15), routes=routes,
-            should_stop=lambda: self.server is None or (
-                self.server.process is not None and self.server.process.closed),
-        )
-        if not report.ok:
-            failure = report.first_failure
-            assert failure is not None
-            raise HealthCheckError(
-                f"the runtime did not pass the '{failure.name}' check: {failure.detail}",
-                details=self._log_tail_for_errors(),
-                hint="the remote server log is above; --timeout gives a slow host more time",
-            )
-        self._check_ipv6_loopback(port)
-        return report
+    def _server_gone(self) -> bool:
+        return self.server is None or (
+            self.server.process is not None and self.server.process.closed)
 
     def _publish(self, endpoint: ssh.Endpoint, port: int, server_stack: ServerStack,
                  report: health.HealthReport, notes: list[str], *,
@@ -355,27 +224,6 @@ class Runtime(Resource):
         self.provider.runtime_up()
         return self.info
 
-    def _check_ipv6_loopback(self, port: int) -> None:
-        """Browsers may resolve `localhost` to ::1: where we listen there, it must answer too."""
-        if self.forwarder is None or not any(host == "::1" for host, _ in self.forwarder.bound):
-            return
-        report = health.quick_check(port, self._token, host="::1")
-        failure = report.first_failure
-        if failure is not None:
-            raise HealthCheckError(
-                f"the runtime answers on 127.0.0.1 but not on [::1]:{port} "
-                f"('{failure.name}': {failure.detail})",
-                hint="browsers may resolve localhost to ::1; check this machine's IPv6 loopback",
-            )
-
-    def _wanted_port(self) -> tuple[int, bool]:
-        if self.options.port is not None:
-            return self.options.port, True
-        settings = self.profile.jupyter
-        if settings.stack == colab_image.STACK and not settings.port_explicit:
-            return colab_image.DEFAULT_PORT, False  # as the image's documented command
-        return settings.port, settings.port_explicit
-
     def _bind_forwarder(self, probe: Probe, wanted: int, explicit: bool, *,
                         published: bool) -> tuple[int, int, list[str]]:
         """The local forwarder: (its port, the remote port, notes). `published`: the
@@ -399,13 +247,7 @@ class Runtime(Resource):
         return forwarder.port, remote_port, notes
 
     def _log_tail_for_errors(self) -> str | None:
-        if self.remote is None or self.server is None or self.session is None:
-            return None
-        if not self.session.alive:
-            return None
-        # Jupyter logs "GET /?token=..." at INFO: never show the token.
-        tail = redact.text(self.remote.log_tail(self.server.run_id, lines=25), self._token)
-        return f"remote server log ({self.server.log_path}), last lines:\n{tail}" if tail else None
+        return servers.log_tail(self.remote, self.session, self.server, self._token)
 
     # --- while up ------------------------------------------------------------
 
@@ -417,7 +259,8 @@ class Runtime(Resource):
                 self._connection_lost("connection closed")
             process = self.server.process if self.server is not None else None
             if process is not None and process.closed:
-                reason = self._agent_last_words()
+                assert self.server is not None
+                reason = servers.last_words(self.server)
                 if reason.startswith("idle"):
                     self.ended = f"the VM's agent stopped the server: {reason}"
                     return
@@ -444,19 +287,6 @@ class Runtime(Resource):
             f"lost the SSH connection to {self.profile.name} ({reason})",
             hint="the remote server stops itself when its connection drops",
         )
-
-    def _agent_last_words(self) -> str:
-        """The agent's last line says why the server ended ("server exited with status -9")."""
-        assert self.server is not None and self.server.process is not None
-        try:
-            while (line := self.server.process.read_line(timeout=1.0)) is not None:
-                with contextlib.suppress(ValueError):
-                    message = json.loads(line)
-                    if isinstance(message, dict) and message.get("reason"):
-                        return str(message["reason"])
-        except SSHError:
-            pass
-        return ""
 
     def abort(self) -> None:
         """From another thread: make a running start() fail fast (its next progress
@@ -515,29 +345,17 @@ class Runtime(Resource):
     def _stop_server(self) -> list[str]:
         server, session = self.server, self.session
         assert server is not None
-        label = f"stopped the remote Jupyter server (pid {server.server_pid}) and its kernels"
-        if server.stack == colab_image.STACK:
-            name = colab_image.container_name(server.run_id)
-            label = f"stopped and removed the container {name} (the image stays cached)"
+        label = servers.stop_label(server)
         remote = self.remote
         if remote is not None and session is not None and session.alive:
             return step(label, lambda: remote.stop(server))()
         if self.on_disconnect == "lease" and self.endpoint is not None:
             # Between reconnects: one fresh connection to stop it now, not at lease end.
-            return step(label, self._stop_over_new_connection)()
+            endpoint = self.endpoint
+            return step(label, lambda: servers.stop_over_new_connection(
+                endpoint, server, self.profile))()
         return ["SSH connection already lost: the remote server stops itself "
                 "(it watches its connection)"]
-
-    def _stop_over_new_connection(self) -> str:
-        assert self.endpoint is not None and self.server is not None
-        try:
-            session = ssh.connect(self.endpoint)
-        except SSHError as exc:
-            return (f"host unreachable ({exc.message}); the server stops itself within "
-                    f"{self.profile.jupyter.lease_seconds}s (its lease)")
-        with session:
-            self.server.process = None
-            return RemoteHost(session, self.profile.jupyter).stop(self.server)
 
     def _close_session(self) -> None:
         if self.session is not None:
