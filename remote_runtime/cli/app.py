@@ -17,12 +17,13 @@ from typing import Annotated
 
 import typer
 
-from .. import __version__, command, control, paths, profiles, supervisor, teardown
+from .. import __version__, command, control, profiles, supervisor, teardown
 from ..detach import spawn as spawn_supervisor
 from ..errors import ExitCode, RemoteRuntimeError, UsageError
 from ..options import DEFAULT_TIMEOUT, UpOptions
 from ..runtime import Runtime
 from . import interrupts, render
+from .params import AcceptOpt, JsonOpt, PortOpt, ProfilesOpt, TimeoutOpt
 from .progress import ProgressView
 from .prompts import terminal_prompter
 
@@ -38,20 +39,6 @@ app.add_typer(profiles_app, name="profiles")
 
 out = render.console()
 err = render.console(stderr=True)
-
-ProfilesOpt = Annotated[
-    Path | None,
-    typer.Option("--profiles", help="Profiles file (default: $REMOTE_RUNTIME_PROFILES, "
-                 f"then {paths.default_profiles_file()}).", show_default=False),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-PortOpt = Annotated[int | None, typer.Option(
-    "--port", min=1, max=65535, help="Port to use on both ends (fails if taken).")]
-TimeoutOpt = Annotated[float, typer.Option(
-    "--timeout", min=1, help="Seconds to wait for the runtime to become healthy.")]
-AcceptOpt = Annotated[bool, typer.Option(
-    "--accept-new-host-key", help="Record an unknown host key (never a changed one).")]
-
 
 # Every command's progress callback: lines, and an install as one updating bar.
 progress = ProgressView(lambda: err)
