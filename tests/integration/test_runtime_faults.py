@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from support.cli import UpProcess, cli_argv, cli_env, describe, run_cli, wait_until
-from support.env import Isolated
+from support.env import Isolated, unavailable
 from support.net import PortRange, port_closed
 from support.procs import alive, wait_gone
 from support.remote import Teardown, profiles_for, remote_server
@@ -40,7 +40,7 @@ def small_tmpfs(path: Path, size: str = "4m") -> Iterator[Path]:
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
                               str(path)], capture_output=True, text=True, check=False)
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
+        unavailable(f"a tmpfs mount (root): {mounted.stderr.strip()}")
     try:
         yield path
     finally:

@@ -16,10 +16,9 @@ import subprocess
 import threading
 from pathlib import Path
 
-import pytest
-
 from remote_runtime.errors import SSHError
 from remote_runtime.ssh import CommandResult
+from support.env import unavailable
 
 # Login shells that parse differently (csh is tcsh on Debian, sh is dash or bash).
 SHELLS = ("sh", "bash", "zsh", "tcsh", "fish")
@@ -38,9 +37,7 @@ def shell_path(name: str) -> str:
     """The path of shell `name`; CI must have every one (scripts/setup.sh installs them)."""
     path = shutil.which(name)
     if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"required in CI: the {name} shell (scripts/setup.sh installs it)")
-        pytest.skip(f"the {name} shell is not installed")
+        unavailable(f"the {name} shell (scripts/setup.sh installs it)")
     return path
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import paramiko
 import pytest
-from support.env import REPO_ROOT
+from support.env import REPO_ROOT, unavailable
 
 from remote_runtime.errors import ExitCode, HostKeyError
 from remote_runtime.ssh.hostkeys import HostKeyChecker, fingerprint, host_matches, read_known_hosts
@@ -56,9 +56,7 @@ def known_hosts(tmp_path: Path, *lines: str, name: str = "known_hosts") -> Path:
 
 def needs(tool: str) -> None:
     if shutil.which(tool) is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} missing in CI", pytrace=False)
-        pytest.skip(f"{tool} (OpenSSH) is not installed")
+        unavailable(f"{tool} (OpenSSH; scripts/setup.sh installs it)")
 
 
 # --- formats, against OpenSSH ------------------------------------------------------------------
