@@ -12,6 +12,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -55,7 +56,7 @@ class Isolated:
         return sorted((self.state / "remote-runtime" / "runtimes").glob("*.json"))
 
 
-def unavailable(reason: str) -> None:
+def unavailable(reason: str) -> NoReturn:
     """Fail in CI (the real parts must run there), skip with the reason elsewhere."""
     if os.environ.get("CI"):
         pytest.fail(f"required in CI: {reason}", pytrace=False)
