@@ -14,11 +14,9 @@ Ports: 20500-20999 (this file's range).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,7 +28,7 @@ from support.env import Isolated, require_netns_sandbox, unavailable
 from support.jupyter_venv import stack_venv
 from support.net import PortRange, port_closed
 from support.procs import cmdline, wait_gone
-from support.remote import remote_server, sandbox_profile, write_profiles
+from support.remote import checked_remote, remote_server, sandbox_profile, write_profiles
 
 from remote_runtime import jupyter, stacks
 from remote_runtime.errors import ExitCode
@@ -74,13 +72,8 @@ def fresh_remote(tmp_path: Path) -> Iterator[Sandbox]:
     """A remote host on first contact: its own sandbox, an empty remote cache dir."""
     require_netns_sandbox()
     with Sandbox(tmp_path / "box", mode="netns",
-                 remote_cache_dir=tmp_path / "remote-cache") as box:
-        try:
-            yield box
-        finally:
-            for pid in box.remote_pids():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                 remote_cache_dir=tmp_path / "remote-cache") as box, checked_remote(box):
+        yield box
 
 
 @pytest.fixture

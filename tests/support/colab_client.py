@@ -45,7 +45,26 @@ class ColabError(Exception):
     pass
 
 
-class ColabClient:
+class _Kernels:
+    """Kernels started and shut down over the REST API, through a route's `request`."""
+
+    def request(self, method: str, path: str,
+                body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+        raise NotImplementedError
+
+    def start_kernel(self, name: str = "python3") -> str:
+        status, _, body = self.request("POST", "/api/kernels", json.dumps({"name": name}).encode())
+        if status != 201:
+            raise ColabError(f"POST /api/kernels answered {status}: {body[:200]!r}")
+        return str(json.loads(body)["id"])
+
+    def shutdown_kernel(self, kernel_id: str) -> None:
+        status, _, body = self.request("DELETE", f"/api/kernels/{kernel_id}")
+        if status != 204:
+            raise ColabError(f"DELETE /api/kernels/{kernel_id} answered {status}: {body[:200]!r}")
+
+
+class ColabClient(_Kernels):
     def __init__(self, port: int, token: str, *, host: str = "127.0.0.1", timeout: float = 10.0,
                  origin: str = jupyter.COLAB_ORIGIN):
         self.port = port
@@ -127,17 +146,6 @@ class ColabClient:
             raise ColabError(f"{method} {path}: the extension sent no status")
         return status, headers, bytes(data)
 
-    def start_kernel(self, name: str = "python3") -> str:
-        status, _, body = self.request("POST", "/api/kernels", json.dumps({"name": name}).encode())
-        if status != 201:
-            raise ColabError(f"POST /api/kernels answered {status}: {body[:200]!r}")
-        return str(json.loads(body)["id"])
-
-    def shutdown_kernel(self, kernel_id: str) -> None:
-        status, _, body = self.request("DELETE", f"/api/kernels/{kernel_id}")
-        if status != 204:
-            raise ColabError(f"DELETE /api/kernels/{kernel_id} answered {status}: {body[:200]!r}")
-
     def execute(self, kernel_id: str, code: str, timeout: float = 30) -> str:
         """Run `code` through the proxied kernel channel; return its stdout
         (and the text of an execute_result, as a notebook cell would show it)."""
@@ -202,7 +210,7 @@ def _execute_request(session: str, msg_id: str, code: str) -> dict[str, Any]:
     }
 
 
-class DirectClient:
+class DirectClient(_Kernels):
     """Colab's direct route: CORS requests from `origin` with the token, checked as a
     browser checks them (a missing grant is a ColabError: the browser would block)."""
 
@@ -270,17 +278,6 @@ class DirectClient:
         status, answer, data = self.raw(method, path, headers, body)
         self._granted(answer, f"{method} {path} from {self.origin}")
         return status, dict(answer.items()), data
-
-    def start_kernel(self, name: str = "python3") -> str:
-        status, _, body = self.request("POST", "/api/kernels", json.dumps({"name": name}).encode())
-        if status != 201:
-            raise ColabError(f"POST /api/kernels answered {status}: {body[:200]!r}")
-        return str(json.loads(body)["id"])
-
-    def shutdown_kernel(self, kernel_id: str) -> None:
-        status, _, body = self.request("DELETE", f"/api/kernels/{kernel_id}")
-        if status != 204:
-            raise ColabError(f"DELETE /api/kernels/{kernel_id} answered {status}: {body[:200]!r}")
 
     def execute(self, kernel_id: str, code: str, timeout: float = 30) -> str:
         """Run `code` over the kernel's own websocket, opened from the Colab origin."""

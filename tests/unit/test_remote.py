@@ -41,25 +41,6 @@ MOCKSSH_DIR = Path(mockssh.__file__).parent
 USER_KEY = MOCKSSH_DIR / "sample-user-key"
 SERVER_KEY_B64 = paramiko.RSAKey(filename=str(MOCKSSH_DIR / "server-key")).get_base64()
 
-HOSTILE = [
-    "$(touch pwned-subst)",
-    "`touch pwned-backtick`",
-    "; touch pwned-semicolon",
-    "&& touch pwned-and",
-    "| touch pwned-pipe",
-    "> pwned-redirect",
-    'it\'s "quoted" \\ back\\slash',
-    "line one\nline two; touch pwned-newline",
-    "$HOME ${PATH} ~ * ?",
-    "",
-    "--",
-    "-c",
-]
-
-
-def pwned(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir() if p.name.startswith("pwned"))
-
 
 def sh(command: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
